@@ -1,0 +1,155 @@
+"""Engine configuration: one frozen dataclass per concern, composed into EngineConfig.
+
+Each component receives only the sub-config it needs. Names follow vLLM's (max_num_seqs,
+max_num_batched_tokens, num_gpu_blocks_override, ...) so flags and keyword arguments carry over unchanged.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from m2serve.errors import ConfigError
+from m2serve.models.arch import MiniMaxM2Arch
+
+DEFAULT_CPU_KV_CACHE_BYTES = 4 << 30
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "m2-tiny"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str
+    dtype: str = "auto"
+    max_model_len: int | None = None     # None: the checkpoint's max_position_embeddings
+    seed: int = 0
+    served_model_name: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.model)
+
+    @property
+    def arch(self) -> MiniMaxM2Arch:
+        return _arch(self.model)
+
+    @property
+    def generation_config(self) -> dict:
+        p = self.path / "generation_config.json"
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    @property
+    def resolved_max_model_len(self) -> int:
+        limit = self.arch.max_position_embeddings
+        if self.max_model_len is None:
+            return limit
+        if self.max_model_len > limit:
+            raise ConfigError(f"max_model_len={self.max_model_len} exceeds the model's max_position_embeddings={limit}")
+        return self.max_model_len
+
+
+_ARCH_CACHE: dict[str, MiniMaxM2Arch] = {}
+
+
+def _arch(model: str) -> MiniMaxM2Arch:
+    if model not in _ARCH_CACHE:
+        _ARCH_CACHE[model] = MiniMaxM2Arch.from_dir(model)
+    return _ARCH_CACHE[model]
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    block_size: int = 16
+    kv_cache_memory_bytes: int | None = None   # CPU: default 4 GiB (capped by what max_num_seqs can use)
+    gpu_memory_utilization: float = 0.9        # CUDA: fraction of device memory for weights + KV cache
+    num_gpu_blocks_override: int | None = None
+    enable_prefix_caching: bool = True
+
+    def __post_init__(self):
+        if self.block_size <= 0 or self.block_size & (self.block_size - 1):
+            raise ConfigError(f"block_size={self.block_size} must be a positive power of two")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
+        if self.num_gpu_blocks_override is not None and self.num_gpu_blocks_override < 1:
+            raise ConfigError(f"num_gpu_blocks_override={self.num_gpu_blocks_override} must be at least 1")
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 2048
+    max_model_len: int = 2048
+
+    def __post_init__(self):
+        if self.max_num_seqs < 1:
+            raise ConfigError(f"max_num_seqs={self.max_num_seqs} must be at least 1")
+        if self.max_num_batched_tokens < 1:
+            raise ConfigError(f"max_num_batched_tokens={self.max_num_batched_tokens} must be at least 1")
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    enable_expert_parallel: bool = False
+
+    def __post_init__(self):
+        if self.tensor_parallel_size != 1:
+            raise ConfigError(f"tensor_parallel_size={self.tensor_parallel_size}: tensor parallelism is not built yet")
+        if self.data_parallel_size != 1:
+            raise ConfigError(f"data_parallel_size={self.data_parallel_size}: data parallelism is not built yet")
+        if self.enable_expert_parallel:
+            raise ConfigError("enable_expert_parallel=True: expert parallelism is not built yet")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device: str = "auto"
+
+    @property
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: ModelConfig
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    @classmethod
+    def create(cls, model: str | None = None, *, dtype: str = "auto", max_model_len: int | None = None,
+               seed: int = 0, served_model_name: str | None = None, block_size: int = 16,
+               kv_cache_memory_bytes: int | None = None, gpu_memory_utilization: float = 0.9,
+               num_gpu_blocks_override: int | None = None, enable_prefix_caching: bool = True,
+               max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
+               tensor_parallel_size: int = 1, data_parallel_size: int = 1,
+               enable_expert_parallel: bool = False, device: str = "auto") -> "EngineConfig":
+        """Build a config from vLLM-named keyword arguments (the LLM constructor and the CLI share this)."""
+        model = str(model or BUNDLED_MODEL)
+        if not Path(model).is_dir():
+            raise ConfigError(f"model={model!r} is not a folder (m2serve loads Hugging Face style folders; "
+                              "nothing is downloaded)")
+        model_cfg = ModelConfig(model=model, dtype=dtype, max_model_len=max_model_len, seed=seed,
+                                served_model_name=served_model_name)
+        mml = model_cfg.resolved_max_model_len
+        if max_num_batched_tokens is None:
+            max_num_batched_tokens = 2048
+        return cls(
+            model=model_cfg,
+            cache=CacheConfig(block_size=block_size, kv_cache_memory_bytes=kv_cache_memory_bytes,
+                              gpu_memory_utilization=gpu_memory_utilization,
+                              num_gpu_blocks_override=num_gpu_blocks_override,
+                              enable_prefix_caching=enable_prefix_caching),
+            scheduler=SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                                      max_model_len=mml),
+            parallel=ParallelConfig(tensor_parallel_size=tensor_parallel_size,
+                                    data_parallel_size=data_parallel_size,
+                                    enable_expert_parallel=enable_expert_parallel),
+            device=DeviceConfig(device=device),
+        )

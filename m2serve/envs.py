@@ -1,0 +1,23 @@
+"""Every environment variable m2serve reads, in one place."""
+from __future__ import annotations
+
+import os
+
+# Ascend/NPU-only variables that the seed's deployment exports; m2serve reports them as not applicable.
+ASCEND_ONLY_PREFIXES = ("HCCL_", "ASCEND_", "VLLM_ASCEND_", "PYTORCH_NPU_")
+ASCEND_ONLY_NAMES = ("TASK_QUEUE_ENABLE", "CPU_AFFINITY_CONF")
+
+
+def api_keys() -> list[str]:
+    """VLLM_API_KEY, as vLLM reads it (used when --api-key is not given)."""
+    key = os.environ.get("VLLM_API_KEY")
+    return [key] if key else []
+
+
+def log_level() -> str:
+    return os.environ.get("M2SERVE_LOG_LEVEL", "INFO").upper()
+
+
+def ascend_only_variables() -> list[str]:
+    return sorted(k for k in os.environ
+                  if k.startswith(ASCEND_ONLY_PREFIXES) or k in ASCEND_ONLY_NAMES)

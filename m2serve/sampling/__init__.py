@@ -1,0 +1,3 @@
+from m2serve.sampling.params import SamplingParams
+
+__all__ = ["SamplingParams"]

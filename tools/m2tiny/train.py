@@ -1,0 +1,249 @@
+"""Train m2-tiny (transformers' native MiniMaxM2ForCausalLM) on the encoded corpus, on CPU.
+
+    python -m tools.m2tiny.train --data build/m2tiny/data/train.npz --ckpt-dir build/m2tiny/ckpt \\
+        --minutes 90 --threads 2 [--resume]
+
+* Time budget: --minutes is the training time (checkpoint writes excluded). The LR schedule runs on the fraction
+  of the budget used (linear warm-up, cosine decay to 10%), so a run always ends on schedule. --max-steps switches
+  the schedule to steps (bit-for-bit repeatable runs; the time budget still stops the run).
+* Resumable: every --ckpt-minutes the model, optimizer, data position, RNG and clock go to CKPT_DIR/last.pt
+  (written atomically); --resume continues from it with the same data order.
+* Seeded: weights init, data order (length-bucketed batches reshuffled per epoch) and everything else derive from
+  --seed.
+* Loss: next-token cross-entropy on supervised tokens only (assistant turns, see data.py); lm_head is applied only
+  at those positions.
+* Router bias: e_score_correction_bias is a buffer, not a parameter. It is trained with the auxiliary-loss-free
+  balancing update of DeepSeek-V3: after each step, per layer, bias_e += gamma * sign(mean_load - load_e), load_e =
+  number of (non-pad) tokens routed to expert e in the step. It only changes which experts are chosen, never the
+  mixing weights (exactly how MiniMax-M2 uses it); no auxiliary loss is added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def build_model(arch: dict, experts_implementation: str = "grouped_mm", seed: int = 0):
+    import torch
+    from transformers import MiniMaxM2ForCausalLM
+
+    from .modelcfg import hf_config
+
+    torch.manual_seed(seed)
+    model = MiniMaxM2ForCausalLM(hf_config(arch))
+    try:
+        model.set_experts_implementation(experts_implementation)
+    except Exception as e:  # pragma: no cover - depends on the torch build
+        print(f"experts_implementation={experts_implementation} unavailable ({e}); using eager")
+        model.set_experts_implementation("eager")
+    return model
+
+
+def step_loss(model, ids, mask):
+    """Mean cross-entropy over positions whose NEXT token is supervised. ids/mask: [b, T] tensors."""
+    import torch.nn.functional as F
+
+    h = model.model(input_ids=ids, use_cache=False).last_hidden_state
+    sel = mask[:, 1:]
+    logits = model.lm_head(h[:, :-1][sel]).float()
+    target = ids[:, 1:][sel]
+    return F.cross_entropy(logits, target), int(target.numel())
+
+
+class RouterBalancer:
+    """Collects each layer's expert choices and applies the sign-based bias update after a step."""
+
+    def __init__(self, model, gamma: float):
+        self.gamma = gamma
+        self.valid = None
+        self.counts = {}
+        self.blocks = []
+        for i, layer in enumerate(model.model.layers):
+            self.blocks.append(layer.mlp)
+            layer.mlp.gate.register_forward_hook(self._hook(i))
+
+    def _hook(self, i):
+        import torch
+
+        def hook(module, inputs, output):
+            top_k_index = output[2]
+            with torch.no_grad():
+                idx = top_k_index
+                if self.valid is not None:
+                    idx = idx[self.valid]
+                self.counts[i] = torch.bincount(idx.reshape(-1), minlength=module.num_experts).float()
+        return hook
+
+    def update(self):
+        import torch
+
+        stats = []
+        with torch.no_grad():
+            for i, block in enumerate(self.blocks):
+                load = self.counts.get(i)
+                if load is None or load.sum() == 0:
+                    continue
+                block.e_score_correction_bias += self.gamma * torch.sign(load.mean() - load)
+                stats.append((load.max() / load.mean()).item())
+        self.counts = {}
+        return max(stats) if stats else float("nan")
+
+
+def lr_at(progress, peak, warmup=0.03, floor=0.1):
+    if progress < warmup:
+        return peak * max(progress / warmup, 0.01)
+    p = min(1.0, (progress - warmup) / (1 - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def save_checkpoint(path, model, opt, state, arch, args):
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state, "arch": arch,
+                "args": args, "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def train(args) -> dict:
+    import torch
+
+    from .data import collate, load_encoded, make_batches
+    from .modelcfg import PRESETS
+
+    torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    ckpt_dir = Path(args.ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = ckpt_dir / "last.pt"
+    log_path = ckpt_dir / "train_log.jsonl"
+
+    ids, mask, offsets = load_encoded(args.data)
+    lengths = (offsets[1:] - offsets[:-1]).tolist()
+    arch = dict(PRESETS[args.preset])
+    model = build_model(arch, args.experts, args.seed)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+    state = {"epoch": 0, "batch": 0, "step": 0, "seconds": 0.0, "tokens": 0, "supervised": 0, "done": False}
+    if args.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        arch = ck["arch"]
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        torch.set_rng_state(ck["torch_rng"])
+        print(f"resumed from {ckpt_path}: step {state['step']}, epoch {state['epoch']}, "
+              f"{state['seconds'] / 60:.1f} min trained")
+    elif args.resume:
+        print(f"--resume: no checkpoint at {ckpt_path}; starting fresh")
+    model.train()
+    balancer = RouterBalancer(model, args.bias_gamma)
+    budget = args.minutes * 60.0
+    log_every = args.log_every
+    last_ckpt = time.time()
+    window_t, window_tok, loss_ema = time.time(), 0, None
+    argd = vars(args)
+
+    def progress():
+        p_time = state["seconds"] / budget
+        return max(p_time, state["step"] / args.max_steps) if args.max_steps else p_time
+
+    while not state["done"]:
+        batches = make_batches(lengths, args.batch_tokens, args.seed, state["epoch"])
+        while state["batch"] < len(batches):
+            if progress() >= 1.0:
+                state["done"] = True
+                break
+            t0 = time.time()
+            lr = lr_at(progress(), args.lr)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, m = collate(ids, mask, offsets, batches[state["batch"]])
+            x, m = torch.from_numpy(x), torch.from_numpy(m)
+            valid = torch.zeros_like(m)
+            for r, i in enumerate(batches[state["batch"]]):
+                valid[r, : lengths[i]] = True
+            balancer.valid = valid.reshape(-1)
+            loss, n_sup = step_loss(model, x, m)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            imbalance = balancer.update()
+            n_tok = int(valid.sum())
+            state["step"] += 1
+            state["batch"] += 1
+            state["tokens"] += n_tok
+            state["supervised"] += n_sup
+            state["seconds"] += time.time() - t0
+            window_tok += n_tok
+            lv = loss.item()
+            loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
+            if state["step"] % log_every == 0 or state["step"] == 1:
+                now = time.time()
+                rec = {"step": state["step"], "epoch": state["epoch"], "loss": round(lv, 4),
+                       "loss_ema": round(loss_ema, 4), "lr": round(lr, 7), "grad_norm": round(float(gnorm), 3),
+                       "max_expert_load": round(imbalance, 2), "tok_per_s": round(window_tok / (now - window_t), 1),
+                       "tokens": state["tokens"], "minutes": round(state["seconds"] / 60, 2)}
+                print(json.dumps(rec), flush=True)
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                window_t, window_tok = now, 0
+            if time.time() - last_ckpt >= args.ckpt_minutes * 60:
+                save_checkpoint(ckpt_path, model, opt, state, arch, argd)
+                last_ckpt = time.time()
+        if not state["done"]:
+            state["epoch"] += 1
+            state["batch"] = 0
+    save_checkpoint(ckpt_path, model, opt, state, arch, argd)
+    summary = {"steps": state["step"], "epochs": state["epoch"] + state["batch"] / max(1, len(batches)),
+               "tokens": state["tokens"], "supervised_tokens": state["supervised"],
+               "minutes": round(state["seconds"] / 60, 2),
+               "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
+               "final_loss_ema": loss_ema, "checkpoint": str(ckpt_path)}
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def parser():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="encoded corpus (.npz from data.encode_file)")
+    ap.add_argument("--ckpt-dir", required=True)
+    ap.add_argument("--preset", default="m2-tiny", help="model shape in modelcfg.PRESETS")
+    ap.add_argument("--minutes", type=float, default=90.0, help="training time budget")
+    ap.add_argument("--max-steps", type=int, default=0, help="optional step budget (step-based LR schedule)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--clip", type=float, default=1.0)
+    ap.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per batch")
+    ap.add_argument("--bias-gamma", type=float, default=1e-3, help="router bias update speed")
+    ap.add_argument("--experts", default="grouped_mm", help="experts_implementation (grouped_mm | eager)")
+    ap.add_argument("--ckpt-minutes", type=float, default=10.0)
+    ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--resume", action="store_true")
+    return ap
+
+
+def main(argv=None):
+    train(parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
