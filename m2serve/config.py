@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
+from m2serve import envs
 from m2serve.errors import ConfigError
 from m2serve.models.arch import MiniMaxM2Arch
 
-DEFAULT_CPU_KV_CACHE_BYTES = 4 << 30
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "m2-tiny"
 
 
@@ -25,6 +25,7 @@ class ModelConfig:
     max_model_len: int | None = None     # None: the checkpoint's max_position_embeddings
     seed: int = 0
     served_model_name: str | None = None
+    batch_invariant: bool = False        # bitwise-identical results whatever the batch (layers/batch_invariant.py)
 
     @property
     def path(self) -> Path:
@@ -129,14 +130,17 @@ class EngineConfig:
                num_gpu_blocks_override: int | None = None, enable_prefix_caching: bool = True,
                max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
                tensor_parallel_size: int = 1, data_parallel_size: int = 1,
-               enable_expert_parallel: bool = False, device: str = "auto") -> "EngineConfig":
+               enable_expert_parallel: bool = False, device: str = "auto",
+               batch_invariant: bool | None = None) -> "EngineConfig":
         """Build a config from vLLM-named keyword arguments (the LLM constructor and the CLI share this)."""
         model = str(model or BUNDLED_MODEL)
         if not Path(model).is_dir():
             raise ConfigError(f"model={model!r} is not a folder (m2serve loads Hugging Face style folders; "
                               "nothing is downloaded)")
+        if batch_invariant is None:
+            batch_invariant = envs.batch_invariant()
         model_cfg = ModelConfig(model=model, dtype=dtype, max_model_len=max_model_len, seed=seed,
-                                served_model_name=served_model_name)
+                                served_model_name=served_model_name, batch_invariant=batch_invariant)
         mml = model_cfg.resolved_max_model_len
         if max_num_batched_tokens is None:
             max_num_batched_tokens = 2048

@@ -21,3 +21,8 @@ def log_level() -> str:
 def ascend_only_variables() -> list[str]:
     return sorted(k for k in os.environ
                   if k.startswith(ASCEND_ONLY_PREFIXES) or k in ASCEND_ONLY_NAMES)
+
+
+def batch_invariant() -> bool:
+    """M2SERVE_BATCH_INVARIANT=1 (vLLM: VLLM_BATCH_INVARIANT): bitwise batch-invariant numerics by default."""
+    return os.environ.get("M2SERVE_BATCH_INVARIANT", "0").lower() in ("1", "true", "yes", "on")

@@ -56,6 +56,8 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
     add(p, "--enable-chunked-prefill", action="store_true", help="accepted; chunked prefill is always on")
     add(p, "--seed", type=int, default=0)
     add(p, "--enforce-eager", action="store_true", help="never compile the model")
+    add(p, "--batch-invariant", action="store_true", default=None,
+        help="bitwise-identical results whatever the batch (slower; env M2SERVE_BATCH_INVARIANT=1)")
     add(p, "--compilation-config", "-O", type=json_arg("--compilation-config"), default=None)
     add(p, "--async-scheduling", action="store_true")
     add(p, "--additional-config", type=json_arg("--additional-config"), default=None)
@@ -154,7 +156,8 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
         model, dtype=dtype, max_model_len=args.max_model_len, seed=args.seed, block_size=args.block_size,
         kv_cache_memory_bytes=args.kv_cache_memory_bytes, gpu_memory_utilization=args.gpu_memory_utilization,
         num_gpu_blocks_override=args.num_gpu_blocks_override, enable_prefix_caching=args.enable_prefix_caching,
-        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens)
+        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+        batch_invariant=args.batch_invariant)
     names = args.served_model_name or [engine.model.path.name if args.model_tag is None and args.model is None
                                        else model]
     chat_template = args.chat_template

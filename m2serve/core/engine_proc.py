@@ -6,6 +6,7 @@ only when it has nothing to do. Any exception ends the process non-zero after te
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -60,6 +61,7 @@ def run_engine_core(config: EngineConfig, input_addr: str, output_addr: str, num
 def _loop(engine: EngineCore, inbox, outbox, enc, dec) -> None:
     poller = zmq.Poller()
     poller.register(inbox, zmq.POLLIN)
+    parent = os.getppid()
     while True:
         # Block only when idle; otherwise just drain what is queued.
         timeout = 0 if engine.has_unfinished_requests() else 1000
@@ -68,6 +70,9 @@ def _loop(engine: EngineCore, inbox, outbox, enc, dec) -> None:
                 return
             timeout = 0
         if not engine.has_unfinished_requests():
+            if os.getppid() != parent:   # the API server is gone (killed): do not linger
+                logger.warning("API server process exited; engine core stopping")
+                return
             continue
         outputs = engine.step()
         outbox.send(enc.encode(EngineCoreOutputs(outputs, engine.stats(), time.time())))

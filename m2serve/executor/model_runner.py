@@ -14,6 +14,7 @@ from m2serve.config import CacheConfig, ModelConfig, SchedulerConfig
 from m2serve.core.messages import ModelRunnerOutput, NewRequestData, SchedulerOutput, TokenLogprob
 from m2serve.distributed.parallel_state import get_parallel_context
 from m2serve.layers.attention_metadata import AttentionMetadata
+from m2serve.layers.batch_invariant import set_batch_invariant
 from m2serve.models.loader import load_model, resolve_dtype
 from m2serve.sampling.sampler import Sampler, SamplingRow, gather_logprobs
 
@@ -43,6 +44,7 @@ class ModelRunner:
         self.arch = model_config.arch
         self.dtype = resolve_dtype(model_config.dtype, self.arch.torch_dtype, device)
         self.block_size = cache_config.block_size
+        set_batch_invariant(model_config.batch_invariant)
         self.model = load_model(model_config.path, self.arch, self.dtype, device=device,
                                 parallel=get_parallel_context(), show_progress=show_progress)
         self.sampler = Sampler(seed=model_config.seed)

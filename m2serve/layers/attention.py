@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from m2serve.layers.attention_metadata import AttentionMetadata
+from m2serve.layers.batch_invariant import is_batch_invariant
 
 
 class Attention(nn.Module):
@@ -40,6 +41,11 @@ class Attention(nn.Module):
         self._write_kv(k_cache, v_cache, k, v, meta.slot_mapping)
 
         out = torch.empty_like(q)                                         # [T, nh, d]
+        if is_batch_invariant():
+            for i in range(meta.num_reqs):
+                s, e = meta.query_start_loc[i], meta.query_start_loc[i + 1]
+                out[s:e] = self._exact(q[s:e], k_cache, v_cache, meta, i)
+            return out
         nd = meta.num_decodes
         if nd:
             out[:nd] = self._decode(q[:nd], k_cache, v_cache, meta)
@@ -76,6 +82,24 @@ class Attention(nn.Module):
         scores.masked_fill_(pad[:, None, None, :], float("-inf"))
         probs = torch.softmax(scores, dim=-1).to(values.dtype)            # [B, nkv, g, S]
         return torch.matmul(probs, values).reshape(B, nkv * g, d)         # [B, nh, d]
+
+    def _exact(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
+               i: int) -> torch.Tensor:
+        """Batch-invariant path: each query token [n, nh, d] against exactly its own prefix, so its reduction
+        shapes never depend on chunking or batching."""
+        n, L = q.shape[0], meta.seq_lens[i]
+        bs, nkv, g, d = meta.block_size, self.num_kv_heads, self.group, self.head_dim
+        table = meta.block_tables[i, :-(-L // bs)]
+        keys = k_cache[table].view(-1, nkv, d)[:L].to(q.dtype).transpose(0, 1)      # [nkv, L, d]
+        values = v_cache[table].view(-1, nkv, d)[:L].to(q.dtype).transpose(0, 1)    # [nkv, L, d]
+        out = torch.empty_like(q)
+        for j in range(n):
+            p = L - n + j + 1                                                # context length of this token
+            qj = q[j].view(nkv, g, d)
+            scores = torch.matmul(qj, keys[:, :p].transpose(1, 2)).float() * self.scale   # [nkv, g, p]
+            probs = torch.softmax(scores, dim=-1).to(values.dtype)
+            out[j] = torch.matmul(probs, values[:, :p]).reshape(nkv * g, d)
+        return out
 
     def _prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
                  v_cache: torch.Tensor, meta: AttentionMetadata, i: int) -> torch.Tensor:

@@ -11,11 +11,11 @@ Each layer allocates only its own shard and takes it from the full checkpoint te
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from m2serve.distributed.parallel_state import ParallelContext, get_parallel_context
 from m2serve.errors import CheckpointError
+from m2serve.layers.batch_invariant import linear
 
 
 def default_weight_loader(param: nn.Parameter, full: torch.Tensor) -> None:
@@ -44,7 +44,7 @@ class LinearBase(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:                       # x [T, in_local]
-        return F.linear(x, self.weight)                                       # [T, out_local]
+        return linear(x, self.weight)                                         # [T, out_local]
 
     def extra_repr(self) -> str:
         o, i = self.weight.shape
@@ -94,7 +94,7 @@ class RowParallelLinear(LinearBase):
         param.data.copy_(full[:, self.parallel.tp_rank * n:(self.parallel.tp_rank + 1) * n])  # columns of this rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:                       # x [T, in_local]
-        y = F.linear(x, self.weight)                                          # [T, out] partial sum
+        y = linear(x, self.weight)                                            # [T, out] partial sum
         if self.parallel.tp_size > 1:
             y = self.parallel.all_reduce(y)
         return y

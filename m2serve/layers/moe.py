@@ -27,6 +27,7 @@ from torch import nn
 
 from m2serve.distributed.parallel_state import ParallelContext, get_parallel_context
 from m2serve.errors import CheckpointError
+from m2serve.layers.batch_invariant import is_batch_invariant, linear
 from m2serve.layers.linear import ReplicatedLinear, default_weight_loader
 
 
@@ -94,7 +95,7 @@ class FusedExperts(nn.Module):
 
     def _experts(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """SwiGLU of each contiguous expert slice of xs [N, H] (counts [E_local] rows each) -> [N, H]."""
-        if self._use_grouped_mm is not False:
+        if self._use_grouped_mm is not False and not is_batch_invariant():
             try:
                 out = self._experts_grouped(xs, counts)
                 self._use_grouped_mm = True
@@ -116,8 +117,8 @@ class FusedExperts(nn.Module):
         start = 0
         for e, n in enumerate(counts.tolist()):
             if n:
-                gate, up = F.linear(xs[start:start + n], self.w13_weight[e]).chunk(2, dim=-1)
-                out[start:start + n] = F.linear(F.silu(gate) * up, self.w2_weight[e])
+                gate, up = linear(xs[start:start + n], self.w13_weight[e]).chunk(2, dim=-1)
+                out[start:start + n] = linear(F.silu(gate) * up, self.w2_weight[e])
                 start += n
         return out
 

@@ -19,7 +19,7 @@ GREEDY = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
 
 @pytest.fixture(scope="module")
 def alone_outputs(tiny_model_dir):
-    llm = LLM(str(tiny_model_dir), dtype="float32", max_num_seqs=1, enable_prefix_caching=False, kv_cache_memory_bytes=32 << 20,
+    llm = LLM(str(tiny_model_dir), dtype="float32", batch_invariant=True, max_num_seqs=1, enable_prefix_caching=False, kv_cache_memory_bytes=32 << 20,
               show_progress=False)
     return [llm.generate([p], GREEDY, use_tqdm=False)[0].outputs[0].token_ids for p in _prompts()]
 
@@ -33,18 +33,18 @@ def _check(llm, alone, prompts=None):
 
 
 def test_batched_defaults(tiny_model_dir, alone_outputs):
-    llm = LLM(str(tiny_model_dir), dtype="float32", kv_cache_memory_bytes=32 << 20, show_progress=False)
+    llm = LLM(str(tiny_model_dir), dtype="float32", batch_invariant=True, kv_cache_memory_bytes=32 << 20, show_progress=False)
     _check(llm, alone_outputs)
 
 
 def test_chunked_prefill(tiny_model_dir, alone_outputs):
-    llm = LLM(str(tiny_model_dir), dtype="float32", max_num_batched_tokens=32, kv_cache_memory_bytes=32 << 20, show_progress=False)
+    llm = LLM(str(tiny_model_dir), dtype="float32", batch_invariant=True, max_num_batched_tokens=32, kv_cache_memory_bytes=32 << 20, show_progress=False)
     _check(llm, alone_outputs)
 
 
 def test_preemption(tiny_model_dir, alone_outputs):
     # 24 blocks of 16 tokens: the longest request alone needs 6; 16 of them at once cannot fit.
-    llm = LLM(str(tiny_model_dir), dtype="float32", num_gpu_blocks_override=24, show_progress=False)
+    llm = LLM(str(tiny_model_dir), dtype="float32", batch_invariant=True, num_gpu_blocks_override=24, show_progress=False)
     _check(llm, alone_outputs)
     assert llm.engine.scheduler.num_preemptions > 0
     assert llm.engine.scheduler.kv.pool.num_free_blocks == 24
@@ -55,9 +55,9 @@ def test_prefix_caching_shared_prefixes(tiny_model_dir):
     prefix = [rng.randrange(3, 500) for _ in range(40)]
     prompts = [{"prompt_token_ids": prefix + [rng.randrange(3, 500) for _ in range(rng.randint(1, 20))]}
                for _ in range(N_REQ)]
-    plain = LLM(str(tiny_model_dir), dtype="float32", enable_prefix_caching=False, kv_cache_memory_bytes=32 << 20, show_progress=False)
+    plain = LLM(str(tiny_model_dir), dtype="float32", batch_invariant=True, enable_prefix_caching=False, kv_cache_memory_bytes=32 << 20, show_progress=False)
     alone = [plain.generate([p], GREEDY, use_tqdm=False)[0].outputs[0].token_ids for p in prompts]
-    cached = LLM(str(tiny_model_dir), dtype="float32", kv_cache_memory_bytes=32 << 20, show_progress=False)
+    cached = LLM(str(tiny_model_dir), dtype="float32", batch_invariant=True, kv_cache_memory_bytes=32 << 20, show_progress=False)
     first = cached.generate(prompts[:1], GREEDY, use_tqdm=False)[0]
     assert first.outputs[0].token_ids == alone[0] and first.num_cached_tokens == 0
     outs = _check(cached, alone, prompts)

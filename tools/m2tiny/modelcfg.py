@@ -32,7 +32,11 @@ M2_TINY = {
 SMOKE = dict(M2_TINY, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
              head_dim=32, intermediate_size=64, rotary_dim=16)
 
-PRESETS = {"m2-tiny": M2_TINY, "smoke": SMOKE}
+# Small shape for short learning checks (minutes on one core).
+MINI = dict(M2_TINY, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=32, intermediate_size=256, rotary_dim=16)
+
+PRESETS = {"m2-tiny": M2_TINY, "mini": MINI, "smoke": SMOKE}
 
 
 def param_count(a: dict) -> dict:

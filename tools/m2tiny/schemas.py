@@ -335,7 +335,7 @@ def r_listdir(rng, a, lang):
 
 def r_units(rng, a, lang):
     v = a["value"] * UNIT_SI[a["from_unit"]] / UNIT_SI[a["to_unit"]]
-    return {"result": round(v, 2)}, {"from_s": UNITS[a["from_unit"]][lang], "to_s": UNITS[a["to_unit"]][lang]}
+    return {"result": round(v, 2) if abs(v) >= 1 else round(v, 5)}, {"from_s": UNITS[a["from_unit"]][lang], "to_s": UNITS[a["to_unit"]][lang]}
 
 
 def r_currency(rng, a, lang):

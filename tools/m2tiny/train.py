@@ -233,7 +233,7 @@ def parser():
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per batch")
-    ap.add_argument("--bias-gamma", type=float, default=1e-3, help="router bias update speed")
+    ap.add_argument("--bias-gamma", type=float, default=1e-2, help="router bias update speed (per step)")
     ap.add_argument("--experts", default="grouped_mm", help="experts_implementation (grouped_mm | eager)")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0)
     ap.add_argument("--log-every", type=int, default=20)

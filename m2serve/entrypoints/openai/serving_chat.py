@@ -11,13 +11,21 @@ from m2serve.entrypoints.openai.serving_common import (ServingContext, chat_logp
 from m2serve.errors import InvalidRequestError
 from m2serve.outputs import CompletionOutput, RequestOutput
 from m2serve.parsers import get_reasoning_parser, get_tool_parser
+from m2serve.parsers.pipeline import OutputParser
 
 
 class ChatHandler:
     def __init__(self, ctx: ServingContext):
         self.ctx = ctx
         tok = ctx.tokenizer
-        self.end_think_id = tok.token_to_id("</think>")
+        # The parsers default to the real vocabulary's ids; a checkpoint's own tokenizer says where they are.
+        self._ids = {k: i for k, i in (("think_start_id", tok.token_to_id("<think>")),
+                                       ("think_end_id", tok.token_to_id("</think>")),
+                                       ("tool_call_start_id", tok.token_to_id("<minimax:tool_call>")))
+                     if i is not None}
+
+    def _reasoning_parser(self):
+        return get_reasoning_parser(self.ctx.reasoning_parser)(**self._ids) if self.ctx.reasoning_parser else None
 
     # -- request preparation ------------------------------------------------------------------------
     def prepare(self, req: ChatCompletionRequest):
@@ -56,31 +64,19 @@ class ChatHandler:
 
     # -- responses ----------------------------------------------------------------------------------
     def _reasoning_tokens(self, c: CompletionOutput) -> int | None:
-        if self.ctx.reasoning_parser is None:
-            return None
-        if self.end_think_id is not None and self.end_think_id in c.token_ids:
-            return c.token_ids.index(self.end_think_id)
-        if self.ctx.reasoning_parser == "minimax_m2":
-            return len(c.token_ids)   # the stream starts in reasoning and never left it
-        return 0
+        parser = self._reasoning_parser()
+        return None if parser is None else parser.count_reasoning_tokens(c.token_ids)
 
-    def _split(self, text: str, tools: list | None):
-        """Non-streaming: (reasoning, content, tool_calls) of a finished output."""
-        reasoning, content = None, text
-        if self.ctx.reasoning_parser:
-            reasoning, content = get_reasoning_parser(self.ctx.reasoning_parser)().extract(text)
-        calls = []
-        if tools and content:
-            extracted = get_tool_parser(self.ctx.tool_call_parser)(tools).extract(content)
-            if extracted.tools_called:
-                calls, content = extracted.tool_calls, extracted.content
-        return reasoning, content, calls
+    def _parser(self, tools: list | None) -> OutputParser:
+        tool = get_tool_parser(self.ctx.tool_call_parser)(tools) if tools else None
+        return OutputParser(self._reasoning_parser(), tool)
 
     def full_response(self, req: ChatCompletionRequest, out: RequestOutput, tools: list | None) -> dict:
         choices = []
         reasoning_total = None
         for c in out.outputs:
-            reasoning, content, calls = self._split(c.text, tools)
+            parsed = self._parser(tools).extract(c.text)
+            reasoning, content, calls = parsed.reasoning, parsed.content, parsed.tool_calls
             message = {"role": self.ctx.response_role, "content": content, "refusal": None, "annotations": None,
                        "audio": None, "function_call": None}
             if calls:
@@ -121,9 +117,7 @@ class ChatHandler:
         sent_tokens = [0] * n
         started = [False] * n
         done = [False] * n
-        reasoning = [get_reasoning_parser(ctx.reasoning_parser)() if ctx.reasoning_parser else None
-                     for _ in range(n)]
-        tool_parsers = [get_tool_parser(ctx.tool_call_parser)(tools) if tools else None for _ in range(n)]
+        parsers = [self._parser(tools) for _ in range(n)]
 
         def chunk(choices: list[dict], usage_obj: dict | None = None) -> str:
             body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": ctx.model_name,
@@ -147,7 +141,8 @@ class ChatHandler:
                                       "logprobs": None, "finish_reason": None}])
                     delta_text = c.text[sent_text[i]:]
                     sent_text[i] = len(c.text)
-                    delta = self._delta(delta_text, reasoning[i], tool_parsers[i], req.include_reasoning)
+                    delta = _delta_dict(parsers[i].stream(delta_text) if delta_text else None,
+                                        req.include_reasoning)
                     lp = None
                     if req.logprobs and c.logprobs is not None and new_tokens > 0:
                         lp = {"content": chat_logprobs_content(ctx.tokenizer, c.token_ids[sent_tokens[i]:],
@@ -155,10 +150,9 @@ class ChatHandler:
                     sent_tokens[i] = len(c.token_ids)
                     if c.finish_reason is not None:
                         done[i] = True
-                        tail = self._finish_delta(reasoning[i], tool_parsers[i], req.include_reasoning)
-                        delta = _merge(delta, tail)
+                        delta = _merge(delta, _delta_dict(parsers[i].finish(), req.include_reasoning))
                         finish = c.finish_reason
-                        if tool_parsers[i] is not None and tool_parsers[i].tools_called and finish == "stop":
+                        if parsers[i].tools_called and finish == "stop":
                             finish = "tool_calls"
                         yield chunk([{"index": i, "delta": delta or {}, "logprobs": lp, "finish_reason": finish,
                                       "stop_reason": c.stop_reason}],
@@ -181,38 +175,19 @@ class ChatHandler:
         return usage(len(out.prompt_token_ids), sum(len(c.token_ids) for c in out.outputs), out.num_cached_tokens,
                      reasoning)
 
-    @staticmethod
-    def _delta(text: str, reasoning_parser, tool_parser, include_reasoning: bool) -> dict:
-        if not text:
-            return {}
-        out: dict = {}
-        content = text
-        if reasoning_parser is not None:
-            d = reasoning_parser.stream(text)
-            content = d.content if d is not None else None
-            if d is not None and d.reasoning and include_reasoning:
-                out["reasoning"] = d.reasoning
-                out["reasoning_content"] = d.reasoning
-        if content and tool_parser is not None:
-            d = tool_parser.stream(content)
-            content = d.content if d is not None else None
-            if d is not None and d.tool_calls:
-                out["tool_calls"] = [_tool_delta(tc) for tc in d.tool_calls]
-        if content:
-            out["content"] = content
-        return out
 
-    @staticmethod
-    def _finish_delta(reasoning_parser, tool_parser, include_reasoning: bool) -> dict:
-        out: dict = {}
-        if tool_parser is not None:
-            d = tool_parser.finish()
-            if d is not None:
-                if d.content:
-                    out["content"] = d.content
-                if d.tool_calls:
-                    out["tool_calls"] = [_tool_delta(tc) for tc in d.tool_calls]
-        return out
+def _delta_dict(msg, include_reasoning: bool) -> dict:
+    """A parser DeltaMessage as an OpenAI chat delta."""
+    if msg is None:
+        return {}
+    out: dict = {}
+    if msg.reasoning and include_reasoning:
+        out["reasoning"] = out["reasoning_content"] = msg.reasoning
+    if msg.content:
+        out["content"] = msg.content
+    if msg.tool_calls:
+        out["tool_calls"] = [_tool_delta(tc) for tc in msg.tool_calls]
+    return out
 
 
 def _tool_delta(tc) -> dict:
@@ -235,7 +210,7 @@ def _merge(a: dict, b: dict) -> dict:
     for k, v in b.items():
         if k == "content" and "content" in out:
             out[k] = out[k] + v
-        elif k == "tool_calls" and "tool_calls" in out:
+        elif k in ("tool_calls", "reasoning", "reasoning_content") and k in out:
             out[k] = out[k] + v
         else:
             out[k] = v

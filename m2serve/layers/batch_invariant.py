@@ -1,0 +1,40 @@
+"""Batch-invariant numerics: a token's result does not depend on what else is in its batch.
+
+BLAS kernels pick their blocking from the matrix shape, so the same row multiplied inside a batch of 1, 2 or
+40 rows can differ in the last bits; a MoE router then occasionally flips a near-tied expert and the greedy
+continuation diverges. With batch invariance on (vLLM's VLLM_BATCH_INVARIANT, here `batch_invariant=True` /
+`--batch-invariant` / M2SERVE_BATCH_INVARIANT=1):
+  * every matmul runs over fixed tiles of TILE rows (the last one zero-padded), so each row always meets the
+    same kernel with the same shape;
+  * attention computes each query token against exactly its own prefix, so a token gets the same reduction
+    whether it is decoded, prefilled whole, prefilled in chunks or recomputed after preemption.
+Then batching, chunked prefill, preemption and prefix caching give bitwise the same tokens. It costs speed
+(prefill most), so it is off by default.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+TILE = 16
+_enabled = False
+
+
+def set_batch_invariant(enabled: bool) -> None:
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def is_batch_invariant() -> bool:
+    return _enabled
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """F.linear, over fixed row tiles when batch invariance is on. x [T, in], weight [out, in] -> [T, out]."""
+    if not _enabled:
+        return F.linear(x, weight)
+    T = x.shape[0]
+    pad = (-T) % TILE
+    if pad:
+        x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
+    return torch.cat([F.linear(tile, weight) for tile in x.split(TILE)])[:T]
