@@ -253,3 +253,56 @@ def test_api_key_and_engine_death(tiny_model_dir):
         assert s.proc.wait(20) != 0
     finally:
         s.stop()
+
+
+def test_responses_non_streaming_and_streaming(client):
+    r = client.responses.create(model="tiny", input="Hello", max_output_tokens=8, temperature=0)
+    assert r.object == "response" and r.id.startswith("resp_") and r.status in ("completed", "incomplete")
+    assert r.output and r.output[-1].type == "message" and r.output[-1].role == "assistant"
+    assert r.usage.input_tokens > 0 and 0 < r.usage.output_tokens <= 8
+    assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
+    if r.status == "incomplete":
+        assert r.incomplete_details.reason == "max_output_tokens"
+    events = list(client.responses.create(model="tiny", input="Hello", max_output_tokens=8, temperature=0,
+                                          stream=True))
+    types = [e.type for e in events]
+    assert types[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert types[-1] == f"response.{r.status}" and [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == r.output_text == events[-1].response.output_text
+    assert events[-1].response.usage.output_tokens == r.usage.output_tokens
+
+
+def test_responses_raw_sse_has_event_lines(server):
+    body = {"input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+            "instructions": "Be brief.", "max_output_tokens": 3, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/responses", json=body, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in r.iter_lines() if line]
+    assert lines[0] == "event: response.created" and lines[1].startswith("data: {")
+    assert lines[-2] in ("event: response.completed", "event: response.incomplete")
+    assert not any("[DONE]" in line for line in lines)
+
+
+@pytest.mark.parametrize("body,status", [
+    ({"model": "nope", "input": "hi"}, 404),
+    ({"input": "hi", "previous_response_id": "resp_123"}, 404),
+    ({"input": "hi", "background": True}, 400),
+    ({"input": "hi", "tools": [{"type": "web_search"}]}, 400),
+    ({"input": "hi", "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}}}, 400),
+    ({"input": "hi", "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]}, 400),
+    ({"input": LONG}, 400),
+    ({}, 400),
+])
+def test_responses_bad_requests(server, body, status):
+    r = httpx.post(server.url + "/v1/responses", json=body, timeout=30)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == status and err["message"] and "type" in err
+
+
+def test_responses_openai_client_errors(client):
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="nope", input="hi")
+    with pytest.raises(openai.BadRequestError, match="background"):
+        client.responses.create(model="tiny", input="hi", background=True)

@@ -19,10 +19,11 @@ import m2serve
 from m2serve.cli.serve import ServerConfig
 from m2serve.entrypoints.llm import eos_token_ids_for
 from m2serve.entrypoints.openai.protocol import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest,
-                                                 TokenizeRequest)
+                                                 ResponsesRequest, TokenizeRequest)
 from m2serve.entrypoints.openai.serving_chat import ChatHandler
 from m2serve.entrypoints.openai.serving_common import ServingContext, error_body
 from m2serve.entrypoints.openai.serving_completion import CompletionHandler
+from m2serve.entrypoints.openai.serving_responses import ResponsesHandler
 from m2serve.errors import EngineDeadError, M2ServeError
 from m2serve.frontend.engine_client import AsyncEngineClient
 from m2serve.frontend.tokenizer import Tokenizer
@@ -154,6 +155,20 @@ def build_app(config: ServerConfig, client: AsyncEngineClient, tokenizer: Tokeni
             async for last in outputs:
                 pass
         return chat.full_response(body, last, tools)
+
+    responses = ResponsesHandler(ctx, chat)
+
+    @app.post("/v1/responses")
+    async def responses_create(body: ResponsesRequest, raw: Request):
+        prepared = responses.prepare(body, raw.headers.get("x-request-id"))
+        outputs = client.generate(prepared.id, prepared.prompt_ids, prepared.params, prepared.prompt)
+        if body.stream:
+            return _stream(responses.stream(prepared, outputs), outputs)
+        last = None
+        async with contextlib.aclosing(outputs):
+            async for last in outputs:
+                pass
+        return responses.full_response(prepared, last)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, raw: Request):

@@ -142,3 +142,38 @@ class TokenizeRequest(OpenAIModel):
 class DetokenizeRequest(OpenAIModel):
     model: str | None = None
     tokens: list[int] = Field(default_factory=list)
+
+
+class ResponsesRequest(OpenAIModel):
+    """POST /v1/responses (spec §1.5). Checked and mapped onto the chat pipeline by serving_responses; vLLM
+    sampling extensions not declared here (presence_penalty, ignore_eos, min_tokens, chat_template_kwargs, ...)
+    are read from the extra fields."""
+    model: str | None = None
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    # Raw dicts, flat Responses shape {"type": "function", "name", "description", "parameters", "strict"}.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = "auto"
+    parallel_tool_calls: bool | None = True
+    reasoning: dict[str, Any] | None = None
+    include_reasoning: bool = True
+    text: dict[str, Any] | None = None
+    include: list[str] | None = None
+    top_logprobs: int | None = None
+    stream: bool | None = False
+    store: bool | None = None
+    background: bool | None = False
+    previous_response_id: str | None = None
+    truncation: str | None = None
+    metadata: dict[str, Any] | None = None
+    user: str | None = None
+    service_tier: str | None = None
+    request_id: str | None = None
