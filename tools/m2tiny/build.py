@@ -38,12 +38,14 @@ def main(argv=None):
     ap.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--resume", action="store_true", help="reuse corpus/tokenizer/data and resume training")
-    ap.add_argument("--eval-limit", type=int, default=40, help="items per held-out set in the final evaluation")
+    ap.add_argument("--eval-limit", type=int, default=100, help="items per held-out set in the final evaluation")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--max-len", type=int, default=2048, help="drop training records longer than this")
     ap.add_argument("--train-arg", action="append", default=[],
                     help="extra trainer flag, e.g. --train-arg=--lr=1e-3 (see python -m tools.m2tiny.train -h)")
     a = ap.parse_args(argv)
+    if a.minutes <= 0:
+        ap.error("--minutes must be > 0")
 
     from . import corpus, data, evaluate, export, tokenizer, train
     from .modelcfg import PRESETS, param_count
@@ -69,6 +71,7 @@ def main(argv=None):
         tok = tokenizer.load_tokenizer(tok_dir)
         log(json.dumps(data.encode_file(corpus_dir / "train.jsonl", tok, data_path, a.max_len)))
     if fresh and (work / "ckpt").exists():
+        log(f"removing the previous checkpoint {work / 'ckpt'} (use --resume to continue it instead)")
         shutil.rmtree(work / "ckpt")
 
     pc = param_count(PRESETS[a.preset])

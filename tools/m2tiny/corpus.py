@@ -17,10 +17,11 @@ from pathlib import Path
 
 from . import entities as E
 from .common import write_jsonl
-from .schemas import EN, HELDOUT_TOOLS, SEED_TOOL, TRAIN_TOOLS, ZH, has_heldout_entities, make_call
+from .schemas import EN, HELDOUT_TOOLS, SEED_TOOL, TRAIN_TOOLS, ZH, has_heldout_entities, make_call, name_variant
 
 DEFAULT_SEED = 1234
 HELDOUT_SEED = 987654321
+P_NAME_VARIANT = 0.3  # chance that a tool appears renamed in a training conversation (schemas.name_variant)
 
 # Fraction of training records per kind.
 MIX = {
@@ -77,6 +78,19 @@ class Generator:
         self.rng = random.Random(seed)
         self.heldout = heldout
         self.tools = HELDOUT_TOOLS if heldout else TRAIN_TOOLS
+        self.variants = {}  # per conversation: canonical tool name -> (shown name, parameter renames)
+
+    def names(self, tool):
+        """The (name, param map) a tool is shown with in the current conversation."""
+        if tool.name not in self.variants:
+            use = not self.heldout and tool is not SEED_TOOL and self.rng.random() < P_NAME_VARIANT
+            self.variants[tool.name] = name_variant(tool, self.rng) if use else (tool.name, {})
+        return self.variants[tool.name]
+
+    def shown(self, tool, args=None):
+        """Shown tool name and (if given) the arguments under the shown parameter names."""
+        name, pmap = self.names(tool)
+        return name, ({pmap.get(k, k): v for k, v in args.items()} if args is not None else None)
 
     # ------------------------------------------------------------ helpers
     def lang(self, p_zh=0.45):
@@ -101,36 +115,37 @@ class Generator:
         chosen = list(targets) + self.rng.sample(others, k)
         uniq = list({t.name: t for t in chosen}.values())
         self.rng.shuffle(uniq)
-        return [t.schema() for t in uniq]
+        return [t.schema(*self.names(t)) for t in uniq]
 
     def call_reasoning(self, calls, lang):
         rng = self.rng
+        shown = [(t, *self.shown(t, a)) for t, a in calls]
         if len(calls) == 1:
-            tool, args = calls[0]
+            tool, name, args = shown[0]
             if lang == EN:
                 return rng.choice([
-                    f"The user wants to {desc_phrase(tool)}. The {tool.name} tool does this, so I will call it with {argstr(args, EN)}.",
-                    f"I should use {tool.name} for this request. Arguments: {argstr(args, EN)}.",
-                    f"This needs the {tool.name} tool ({desc_phrase(tool)}). I'll call it with {argstr(args, EN)}.",
+                    f"The user wants to {desc_phrase(tool)}. The {name} tool does this, so I will call it with {argstr(args, EN)}.",
+                    f"I should use {name} for this request. Arguments: {argstr(args, EN)}.",
+                    f"This needs the {name} tool ({desc_phrase(tool)}). I'll call it with {argstr(args, EN)}.",
                 ])
             return rng.choice([
-                f"用户的请求可以用 {tool.name} 工具完成，参数：{argstr(args, ZH)}。",
-                f"我需要调用 {tool.name}，参数为 {argstr(args, ZH)}。",
-                f"这个问题需要用 {tool.name}（{tool.desc}）。参数：{argstr(args, ZH)}。",
+                f"用户的请求可以用 {name} 工具完成，参数：{argstr(args, ZH)}。",
+                f"我需要调用 {name}，参数为 {argstr(args, ZH)}。",
+                f"这个问题需要用 {name}（{tool.desc}）。参数：{argstr(args, ZH)}。",
             ])
         if lang == EN:
-            parts = "; ".join(f"{t.name} with {argstr(a, EN)}" for t, a in calls)
+            parts = "; ".join(f"{n} with {argstr(a, EN)}" for _, n, a in shown)
             return f"The user asked for {len(calls)} things, so I will make {len(calls)} calls at once: {parts}."
-        parts = "；".join(f"{t.name}，参数 {argstr(a, ZH)}" for t, a in calls)
+        parts = "；".join(f"{n}，参数 {argstr(a, ZH)}" for _, n, a in shown)
         return f"用户提了{len(calls)}个请求，我同时调用{len(calls)}个工具：{parts}。"
 
     def result_reasoning(self, items, lang):
         # items: list of (tool, result)
         if lang == EN:
-            facts = " and ".join(f"{t.name} returned {t.key} = {r[t.key]}" for t, r in items)
+            facts = " and ".join(f"{self.shown(t)[0]} returned {t.key} = {r[t.key]}" for t, r in items)
             return self.rng.choice([f"The result: {facts}. Now I can answer the user.",
                                     f"The tool results are in: {facts}. I'll report this."])
-        facts = "，".join(f"{t.name} 返回 {t.key} = {r[t.key]}" for t, r in items)
+        facts = "，".join(f"{self.shown(t)[0]} 返回 {t.key} = {r[t.key]}" for t, r in items)
         return self.rng.choice([f"{facts}。现在可以回答用户了。", f"工具结果：{facts}。我来告诉用户。"])
 
     def one_request(self, tool=None, lang=None):
@@ -150,7 +165,7 @@ class Generator:
     # ------------------------------------------------------------ tool-use conversations
     def tool_exchange(self, requests, lang):
         """requests: list of (tool, args). Returns messages [call, tool results..., answer] and the results."""
-        call = tool_call_msg([(t.name, a) for t, a in requests], self.call_reasoning(requests, lang))
+        call = tool_call_msg([self.shown(t, a) for t, a in requests], self.call_reasoning(requests, lang))
         msgs = [call]
         outs = []
         for t, a in requests:
@@ -548,6 +563,7 @@ class Generator:
     # ------------------------------------------------------------ the seed example
     def seed_example(self, exact=False):
         """User asks for the weather in 上海 with exactly the get_current_weather(city) schema."""
+        self.variants = {}
         user = "请查询上海的天气" if exact else self.rng.choice(SEED_TOOL.zh).format(city="上海")
         args = {"city": "上海"}
         msgs, _ = self.tool_exchange([(SEED_TOOL, args)], ZH)
@@ -556,6 +572,7 @@ class Generator:
                 "tools": self.tool_list([SEED_TOOL])}
 
     def make(self, kind):
+        self.variants = {}
         return {
             "tool_single": self.tool_single, "tool_parallel": self.tool_parallel,
             "tool_multiturn": self.tool_multiturn, "tool_nocall": self.tool_nocall,

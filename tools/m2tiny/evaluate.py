@@ -246,14 +246,17 @@ class OpenAIBackend:
         self.model = model
 
     def chat(self, messages, tools=None, max_new_tokens=160) -> ChatResult:
-        msgs = []
-        for m in messages:  # arguments travel as JSON strings over the API
+        msgs, pending = [], []
+        for n, m in enumerate(messages):  # arguments travel as JSON strings; tool results name their call id
             m = dict(m)
             if m.get("tool_calls"):
-                m["tool_calls"] = [{"id": f"call_{i}", "type": "function",
+                m["tool_calls"] = [{"id": f"call_{n}_{i}", "type": "function",
                                     "function": {"name": c["function"]["name"],
                                                  "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False)}}
                                    for i, c in enumerate(m["tool_calls"])]
+                pending = [c["id"] for c in m["tool_calls"]]
+            elif m["role"] == "tool" and "tool_call_id" not in m:
+                m["tool_call_id"] = pending.pop(0) if pending else "call_unknown"
             msgs.append(m)
         kw = {"tools": tools} if tools else {}
         r = self.client.chat.completions.create(model=self.model, messages=msgs, max_tokens=max_new_tokens,

@@ -85,6 +85,7 @@ def export_folder(state_dict: dict, arch: dict, tokenizer_dir, out_dir, template
     out.mkdir(parents=True, exist_ok=True)
     tensors = hf_to_original(state_dict)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "model.safetensors").chmod(0o644)
     write_json(out / "config.json", checkpoint_config(arch))
     write_json(out / "generation_config.json", generation_config())
     tok = Path(tokenizer_dir)

@@ -241,18 +241,45 @@ class Tool:
     check: Callable | None = None  # (args) -> bool; resample when False
     heldout: bool = False
 
-    def schema(self):
+    def schema(self, name=None, pmap=None):
+        """OpenAI-shaped schema; name/pmap rename the function and its parameters (training variants)."""
+        pmap = pmap or {}
         return {"type": "function", "function": {
-            "name": self.name, "description": self.desc,
+            "name": name or self.name, "description": self.desc,
             "parameters": {"type": "object",
-                           "properties": {p.name: p.schema() for p in self.params},
-                           "required": [p.name for p in self.params if p.required]}}}
+                           "properties": {pmap.get(p.name, p.name): p.schema() for p in self.params},
+                           "required": [pmap.get(p.name, p.name) for p in self.params if p.required]}}}
 
     def param(self, name):
         for p in self.params:
             if p.name == name:
                 return p
         raise KeyError(name)
+
+
+VERB_SYNONYMS = {"get": ["fetch", "lookup", "query"], "search": ["find", "lookup"], "create": ["add", "new"],
+                 "set": ["update", "configure"], "send": ["post", "dispatch"], "list": ["show", "enumerate"],
+                 "read": ["load", "open"], "write": ["save", "store"], "convert": ["transform"], "book": ["reserve"],
+                 "find": ["locate", "discover"], "play": ["start"], "track": ["trace"], "define": ["explain"]}
+
+
+def camel(s: str) -> str:
+    parts = s.split("_")
+    return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
+
+
+def name_variant(tool: Tool, rng) -> tuple:
+    """A renamed copy of a tool's function and parameter names: (name, {param: new_param}).
+
+    Training uses these for about a third of the tool appearances so that the model learns to copy names from
+    the schema in the system prompt instead of memorising them (held-out tools have names it never saw)."""
+    style = rng.choice(["camel", "verb", "suffix"])
+    if style == "camel" and ("_" in tool.name or any("_" in p.name for p in tool.params)):
+        return camel(tool.name), {p.name: camel(p.name) for p in tool.params}
+    verb, _, rest = tool.name.partition("_")
+    if style == "verb" and rest and verb in VERB_SYNONYMS:
+        return rng.choice(VERB_SYNONYMS[verb]) + "_" + rest, {}
+    return tool.name + rng.choice(["_tool", "_api", "_v2"]), {}
 
 
 def has_heldout_entities(tool: Tool) -> bool:

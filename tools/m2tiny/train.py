@@ -120,6 +120,8 @@ def train(args) -> dict:
     from .data import collate, load_encoded, make_batches
     from .modelcfg import PRESETS
 
+    if args.minutes <= 0:
+        raise ValueError("--minutes must be > 0")
     torch.set_num_threads(args.threads)
     try:
         torch.set_num_interop_threads(1)
@@ -139,7 +141,8 @@ def train(args) -> dict:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
-    state = {"epoch": 0, "batch": 0, "step": 0, "seconds": 0.0, "tokens": 0, "supervised": 0, "done": False}
+    state = {"epoch": 0, "batch": 0, "step": 0, "seconds": 0.0, "tokens": 0, "supervised": 0, "done": False,
+             "loss_ema": None}
     if args.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         arch = ck["arch"]
@@ -156,7 +159,7 @@ def train(args) -> dict:
     budget = args.minutes * 60.0
     log_every = args.log_every
     last_ckpt = time.time()
-    window_t, window_tok, loss_ema = time.time(), 0, None
+    window_t, window_tok = time.time(), 0
     argd = vars(args)
 
     def progress():
@@ -193,7 +196,8 @@ def train(args) -> dict:
             state["seconds"] += time.time() - t0
             window_tok += n_tok
             lv = loss.item()
-            loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
+            ema = state.get("loss_ema")
+            state["loss_ema"] = loss_ema = lv if ema is None else 0.95 * ema + 0.05 * lv
             if state["step"] % log_every == 0 or state["step"] == 1:
                 now = time.time()
                 rec = {"step": state["step"], "epoch": state["epoch"], "loss": round(lv, 4),
@@ -215,7 +219,7 @@ def train(args) -> dict:
                "tokens": state["tokens"], "supervised_tokens": state["supervised"],
                "minutes": round(state["seconds"] / 60, 2),
                "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
-               "final_loss_ema": loss_ema, "checkpoint": str(ckpt_path)}
+               "final_loss_ema": state.get("loss_ema"), "checkpoint": str(ckpt_path)}
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -1,0 +1,268 @@
+"""Fast checks of the m2-tiny build pipeline (tools/m2tiny): corpus determinism and held-out disjointness,
+tokenizer control tokens, loss masks, the exporter's tensor layout (round trip through transformers), the
+evaluator's tool-call parser."""
+
+import json
+import re
+
+import pytest
+
+from tools.m2tiny import corpus, entities
+from tools.m2tiny.common import SPECIAL_TOKENS, render_chat
+from tools.m2tiny.data import collate, encode_records, make_batches, record_text
+from tools.m2tiny.schemas import HELDOUT_TOOLS, SEED_TOOL, TRAIN_TOOLS, VERB_SYNONYMS, camel, placeholders
+
+N_TRAIN = 1200
+
+
+@pytest.fixture(scope="module")
+def train_records():
+    return corpus.build_train(N_TRAIN, seed=corpus.DEFAULT_SEED)
+
+
+@pytest.fixture(scope="module")
+def tok(train_records):
+    from tools.m2tiny.tokenizer import train_tokenizer
+
+    return train_tokenizer(record_text(r)[0] for r in train_records[:400])
+
+
+# ---------------------------------------------------------------- corpus
+def test_corpus_deterministic():
+    a = json.dumps(corpus.build_train(150, seed=7), ensure_ascii=False)
+    b = json.dumps(corpus.build_train(150, seed=7), ensure_ascii=False)
+    c = json.dumps(corpus.build_train(150, seed=8), ensure_ascii=False)
+    assert a == b and a != c
+    h1 = corpus.build_heldout(n_calls=20, n_results=10, n_gsm=10)
+    h2 = corpus.build_heldout(n_calls=20, n_results=10, n_gsm=10)
+    assert json.dumps(h1, ensure_ascii=False) == json.dumps(h2, ensure_ascii=False)
+
+
+def test_corpus_covers_every_kind(train_records):
+    kinds = {r["kind"] for r in train_records}
+    assert kinds == set(corpus.MIX)
+
+
+def test_heldout_entities_and_tools_never_in_training(train_records):
+    text = json.dumps(train_records, ensure_ascii=False).lower()
+    held = entities.heldout_strings() | {t.name for t in HELDOUT_TOOLS}
+
+    def occurs(s):  # case-insensitive, whole words for Latin strings ("Quito" is not in "ubiquitous")
+        if s.isascii():
+            return re.search(r"(?<![a-z0-9])" + re.escape(s.lower()) + r"(?![a-z0-9])", text) is not None
+        return s in text
+
+    leaked = sorted(s for s in held if occurs(s))
+    assert not leaked, leaked
+
+
+def test_heldout_eval_uses_heldout_material():
+    h = corpus.build_heldout(n_calls=60, n_results=30, n_gsm=30)
+    held_names = {t.name for t in HELDOUT_TOOLS}
+    held_entities = entities.heldout_strings()
+    for it in h["tool_calls"]:
+        names = {c["name"] for c in it["expected"]}
+        if it["split"] == "unseen_tool":
+            assert names <= held_names
+        else:
+            assert not names & held_names
+            assert any(isinstance(v, str) and any(e.lower() in v.lower() for e in held_entities)
+                       for c in it["expected"] for v in c["arguments"].values()), it
+    for it in h["tool_results"]:
+        assert it["expected_value"] in it["messages"][-1]["content"]
+    for it in h["gsm8k"]:
+        assert it["answer"].endswith(f"#### {it['target']}")
+        assert any(name[0] in it["question"] for name in entities.PEOPLE_HELDOUT)
+
+
+def test_schema_counts_and_phrasings():
+    assert len(TRAIN_TOOLS) >= 30
+    names = [t.name for t in TRAIN_TOOLS + HELDOUT_TOOLS]
+    assert len(names) == len(set(names))
+    types = set()
+    for t in TRAIN_TOOLS + HELDOUT_TOOLS:
+        assert 0 <= len(t.params) <= 4 and t.en and t.zh
+        required = {p.name for p in t.params if p.required}
+        for tpl in t.en + t.zh:
+            assert required <= set(placeholders(tpl)), (t.name, tpl)
+        for p in t.params:
+            types.add("enum" if p.enum else p.type)
+    assert {"string", "integer", "number", "boolean", "enum", "array"} <= types
+    # Renamed variants never collide with a real (training or held-out) tool name.
+    for t in TRAIN_TOOLS:
+        verb, _, rest = t.name.partition("_")
+        variants = {camel(t.name), *(t.name + s for s in ("_tool", "_api", "_v2"))}
+        variants |= {v + "_" + rest for v in VERB_SYNONYMS.get(verb, [])}
+        assert not (variants - {t.name}) & set(names), t.name
+
+
+def test_seed_example_in_training(train_records):
+    seed_schema = SEED_TOOL.schema()
+    assert seed_schema["function"]["parameters"]["properties"].keys() == {"city"}
+    found = [r for r in train_records if r.get("tools") and seed_schema in r["tools"]
+             and r["messages"][0] == {"role": "user", "content": "请查询上海的天气"}]
+    assert found
+    call = found[0]["messages"][1]["tool_calls"][0]["function"]
+    assert call == {"name": "get_current_weather", "arguments": {"city": "上海"}}
+
+
+def test_answers_contain_key_value(train_records):
+    n = 0
+    for r in train_records:
+        if r["kind"] != "tool_single":
+            continue
+        msgs = r["messages"]
+        result = json.loads(msgs[-2]["content"])
+        assert any(str(v) in msgs[-1]["content"] for v in result.values())
+        n += 1
+    assert n > 100
+
+
+# ---------------------------------------------------------------- tokenizer and loss masks
+def test_special_tokens_single_ids(tok):
+    assert tok.get_vocab_size() <= 8192
+    for i, s in enumerate(SPECIAL_TOKENS):
+        assert tok.encode(s, add_special_tokens=False).ids == [i]
+        assert tok.encode("abc" + s + "中文", add_special_tokens=False).ids.count(i) == 1
+    text = render_chat([{"role": "user", "content": "请查询上海的天气"}], [SEED_TOOL.schema()], add_generation_prompt=True)
+    enc = tok.encode(text, add_special_tokens=False)
+    assert enc.ids[:2] == [SPECIAL_TOKENS.index("]~!b["), SPECIAL_TOKENS.index("]~b]")]
+    assert tok.decode(enc.ids, skip_special_tokens=False) == text
+    for s in ("Reykjavik 雷克雅未克 ✓", "<invoke name=\"x\">"):
+        assert tok.decode(tok.encode(s).ids) == s  # byte-level: no unknown tokens
+
+
+def test_loss_mask_covers_assistant_turns_only(train_records, tok):
+    rec = next(r for r in train_records if r["kind"] == "tool_single")
+    (ids, mask, offsets), dropped = encode_records([rec], tok)
+    assert dropped == 0
+    segments, cur = [], []
+    for t, m in zip(ids.tolist(), mask.tolist()):
+        if m:
+            cur.append(t)
+        elif cur:
+            segments.append(tok.decode(cur, skip_special_tokens=False))
+            cur = []
+    if cur:
+        segments.append(tok.decode(cur, skip_special_tokens=False))
+    assert len(segments) == 2  # the call turn and the answer turn
+    for s in segments:
+        assert s.endswith("[e~[") and not s.startswith("<think>")
+        assert "]~b]" not in s and "<response>" not in s
+    assert "<minimax:tool_call>" in segments[0] and "\n</think>\n\n" in segments[0]
+    raw = {"kind": "gsm8k_raw", "text": "Question: q\nAnswer: a\n#### 1", "bos": True}
+    (ids, mask, _), _ = encode_records([raw], tok)
+    assert ids[0] == SPECIAL_TOKENS.index("]~!b[") and mask[0] == 0 and mask[1:].all()
+
+
+def test_batches_deterministic_and_bounded():
+    lengths = [(i * 37) % 300 + 5 for i in range(500)]
+    b1 = make_batches(lengths, 2048, seed=1, epoch=0)
+    assert b1 == make_batches(lengths, 2048, seed=1, epoch=0) != make_batches(lengths, 2048, seed=1, epoch=1)
+    assert sorted(i for b in b1 for i in b) == list(range(500))
+    assert all(max(lengths[i] for i in b) * len(b) <= 2048 for b in b1)
+
+
+# ---------------------------------------------------------------- exporter
+def test_export_names_shapes_round_trip(tmp_path, tok):
+    import torch
+    from safetensors import safe_open
+    from transformers import MiniMaxM2ForCausalLM
+
+    from tools.m2tiny.export import export_folder, hf_to_original, original_to_hf
+    from tools.m2tiny.modelcfg import SMOKE
+    from tools.m2tiny.tokenizer import save_tokenizer
+    from tools.m2tiny.train import build_model
+
+    torch.set_num_threads(1)
+    arch = SMOKE
+    model = build_model(arch, "eager", seed=0)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.e_score_correction_bias.uniform_(-0.2, 0.2)
+    sd = model.state_dict()
+    orig = hf_to_original(sd)
+    H, I, E = arch["hidden_size"], arch["intermediate_size"], arch["num_local_experts"]
+    q, kv = arch["num_attention_heads"] * arch["head_dim"], arch["num_key_value_heads"] * arch["head_dim"]
+    V = arch["vocab_size"]
+    expected = {"model.embed_tokens.weight": [V, H], "model.norm.weight": [H], "lm_head.weight": [V, H]}
+    for n in range(arch["num_hidden_layers"]):
+        p = f"model.layers.{n}."
+        expected.update({
+            p + "input_layernorm.weight": [H], p + "post_attention_layernorm.weight": [H],
+            p + "self_attn.q_proj.weight": [q, H], p + "self_attn.k_proj.weight": [kv, H],
+            p + "self_attn.v_proj.weight": [kv, H], p + "self_attn.o_proj.weight": [H, q],
+            p + "self_attn.q_norm.weight": [q], p + "self_attn.k_norm.weight": [kv],
+            p + "block_sparse_moe.gate.weight": [E, H], p + "block_sparse_moe.e_score_correction_bias": [E]})
+        for e in range(E):
+            expected.update({p + f"block_sparse_moe.experts.{e}.w1.weight": [I, H],
+                             p + f"block_sparse_moe.experts.{e}.w3.weight": [I, H],
+                             p + f"block_sparse_moe.experts.{e}.w2.weight": [H, I]})
+    assert {k: list(v.shape) for k, v in orig.items()} == expected
+    for k, v in orig.items():
+        assert v.dtype == (torch.float32 if k.endswith("e_score_correction_bias") else torch.bfloat16), k
+    # w1 = gate rows (first half of gate_up_proj), w3 = up rows, w2 = down_proj.
+    gu = sd["model.layers.0.mlp.experts.gate_up_proj"]
+    assert torch.equal(orig["model.layers.0.block_sparse_moe.experts.3.w1.weight"], gu[3, :I].to(torch.bfloat16))
+    assert torch.equal(orig["model.layers.0.block_sparse_moe.experts.3.w3.weight"], gu[3, I:].to(torch.bfloat16))
+    back = original_to_hf(orig)
+    assert set(back) == set(sd)
+    for k in sd:
+        assert torch.equal(back[k].float(), sd[k].to(back[k].dtype).float()), k
+
+    tok_dir = tmp_path / "tok"
+    save_tokenizer(tok, tok_dir)
+    out = tmp_path / "model"
+    export_folder(sd, arch, tok_dir, out)
+    names = {f.name for f in out.iterdir()}
+    assert {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+            "chat_template.jinja", "model.safetensors"} <= names
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert set(f.keys()) == set(expected)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["architectures"] == ["MiniMaxM2ForCausalLM"] and cfg["model_type"] == "minimax_m2"
+    assert cfg["rotary_dim"] == arch["head_dim"] // 2 and cfg["partial_rotary_factor"] == 0.5
+    assert cfg["use_qk_norm"] is True and cfg["qk_norm_type"] == "per_layer" and cfg["scoring_func"] == "sigmoid"
+    assert cfg["use_routing_bias"] is True and cfg["tie_word_embeddings"] is False
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert gen["eos_token_id"] == SPECIAL_TOKENS.index("[e~[")
+
+    loaded = MiniMaxM2ForCausalLM.from_pretrained(str(out), dtype=torch.float32, experts_implementation="eager")
+    assert loaded.model.rotary_emb.inv_freq.numel() == arch["rotary_dim"] // 2
+    ref = build_model(arch, "eager", seed=0)
+    ref.load_state_dict({k: v.to(torch.bfloat16).float() if not k.endswith("bias") else v for k, v in sd.items()})
+    ref.eval()
+    loaded.eval()
+    x = torch.randint(8, arch["vocab_size"], (1, 12))
+    with torch.no_grad():
+        assert torch.allclose(ref(x).logits, loaded(x).logits, atol=1e-5)
+        g = loaded.generate(x, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert g.shape[1] == 15
+
+
+# ---------------------------------------------------------------- evaluator parsing
+def test_parse_tool_calls_types_and_parallel():
+    from tools.m2tiny.evaluate import calls_match, parse_tool_calls, split_reasoning
+
+    tools = [t.schema() for t in TRAIN_TOOLS]
+    out = ("用户要两件事\n</think>\n\n\n<minimax:tool_call>\n<invoke name=\"get_current_weather\">\n"
+           "<parameter name=\"city\">上海</parameter>\n</invoke>\n<invoke name='create_todo'>\n"
+           "<parameter name=\"task\">buy milk</parameter>\n<parameter name=\"tags\">[\"home\", \"work\"]</parameter>\n"
+           "</invoke>\n</minimax:tool_call>")
+    reasoning, rest = split_reasoning(out)
+    assert reasoning == "用户要两件事\n"
+    content, calls = parse_tool_calls(rest, tools)
+    assert content is None
+    assert calls == [{"name": "get_current_weather", "arguments": {"city": "上海"}},
+                     {"name": "create_todo", "arguments": {"task": "buy milk", "tags": ["home", "work"]}}]
+    assert calls_match(list(reversed(calls)), calls)
+    _, calls = parse_tool_calls("<minimax:tool_call>\n<invoke name=\"convert_units\">\n<parameter name=\"value\">5.0"
+                                "</parameter>\n<parameter name=\"from_unit\">km</parameter>\n</invoke>\n"
+                                "</minimax:tool_call>", tools)
+    assert calls[0]["arguments"] == {"value": 5, "from_unit": "km"}
+    _, calls = parse_tool_calls("<minimax:tool_call>\n<invoke name=\"set_lights\">\n<parameter name=\"on\">true"
+                                "</parameter>\n<parameter name=\"brightness\">40</parameter>\n</invoke>\n"
+                                "</minimax:tool_call>", tools)
+    assert calls[0]["arguments"] == {"on": True, "brightness": 40}
+    assert not calls_match(calls, [{"name": "set_lights", "arguments": {"on": True, "brightness": 41}}])
+    assert parse_tool_calls("no calls here", tools) == ("no calls here", [])
