@@ -263,8 +263,13 @@ class OpenAIBackend:
                                                 temperature=0, **kw)
         choice = r.choices[0]
         msg = choice.message
-        calls = [{"name": c.function.name, "arguments": json.loads(c.function.arguments or "{}")}
-                 for c in (msg.tool_calls or [])]
+        calls = []
+        for c in msg.tool_calls or []:
+            try:   # the server must always send valid JSON arguments; count it when it does not
+                args = json.loads(c.function.arguments or "{}")
+            except json.JSONDecodeError:
+                args = {"__invalid_json__": c.function.arguments}
+            calls.append({"name": c.function.name, "arguments": args})
         reasoning = getattr(msg, "reasoning_content", None) or getattr(msg, "reasoning", None) or ""
         return ChatResult(msg.content or "", reasoning, msg.content, calls, choice.finish_reason in ("stop", "tool_calls"))
 
@@ -283,11 +288,18 @@ def gsm_extract(text):
     return m.group(1).replace(",", "").rstrip(".") if m else None
 
 
-def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160) -> dict:
+def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160, workers=1) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
     from .schemas import SEED_TOOL
 
     eval_dir = Path(eval_dir)
     rows = {}
+    pool = ThreadPoolExecutor(max(workers, 1))
+
+    def pmap(fn, items):
+        """Requests run concurrently against a server (its continuous batching); in order for a local model."""
+        return list(pool.map(fn, items)) if workers > 1 else [fn(x) for x in items]
 
     def add(name, ok, n):
         rows[name] = {"correct": ok, "n": n, "score": ok / n if n else float("nan")}
@@ -296,8 +308,9 @@ def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160) -> dict
     calls = read_jsonl(eval_dir / "tool_calls.jsonl")[:limit]
     per = {}
     examples = []
-    for i, it in enumerate(calls):
-        r = backend.chat(it["messages"], it["tools"], max_new_tokens)
+    results = pmap(lambda it: backend.chat(it["messages"], it["tools"], max_new_tokens), calls)
+    invalid = sum(any("__invalid_json__" in c["arguments"] for c in r.tool_calls) for r in results)
+    for i, (it, r) in enumerate(zip(calls, results)):
         ok = calls_match(r.tool_calls, it["expected"])
         for key in ("all", it["split"]):
             per.setdefault(key, [0, 0])
@@ -307,22 +320,23 @@ def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160) -> dict
             examples.append({"id": it["id"], "expected": it["expected"], "got": r.tool_calls, "raw": r.raw[-300:]})
     for key, (ok, n) in sorted(per.items()):
         add("tool_call" + ("" if key == "all" else f" ({key})"), ok, n)
+    add("tool_call_arguments_valid_json", len(calls) - invalid, len(calls))
     log(f"tool calls done ({time.time() - t0:.0f}s)")
 
     res = read_jsonl(eval_dir / "tool_results.jsonl")[:limit]
     ok = 0
-    for it in res:
-        r = backend.chat(it["messages"], it["tools"], max_new_tokens)
+    for it, r in zip(res, pmap(lambda it: backend.chat(it["messages"], it["tools"], max_new_tokens), res)):
         ok += bool(r.content) and it["expected_value"] in r.content
     add("tool_result_key_value", ok, len(res))
     log(f"tool results done ({time.time() - t0:.0f}s)")
 
     gsm = read_jsonl(eval_dir / "gsm8k.jsonl")[:limit]
     ok_c = ok_chat = 0
-    for it in gsm:
-        text = backend.complete(f"Question: {it['question']}\nAnswer:", max_new_tokens, GSM_STOPS)
+    texts = pmap(lambda it: backend.complete(f"Question: {it['question']}\nAnswer:", max_new_tokens, GSM_STOPS), gsm)
+    chats = pmap(lambda it: backend.chat([{"role": "user", "content": it["question"]}], None, max_new_tokens + 64),
+                 gsm)
+    for it, text, r in zip(gsm, texts, chats):
         ok_c += gsm_extract(text) == it["target"]
-        r = backend.chat([{"role": "user", "content": it["question"]}], None, max_new_tokens + 64)
         ok_chat += gsm_extract(r.content) == it["target"]
     add("gsm8k_completion", ok_c, len(gsm))
     add("gsm8k_chat", ok_chat, len(gsm))
@@ -357,6 +371,7 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=50, help="items per set")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, default=160)
+    ap.add_argument("--workers", type=int, default=16, help="concurrent requests (openai backend)")
     ap.add_argument("--json-out", help="write the results here as JSON")
     a = ap.parse_args(argv)
     if a.backend == "transformers":
@@ -367,7 +382,7 @@ def main(argv=None):
         backend = OpenAIBackend(a.base_url, a.served_model)
     eval_dir = a.eval_dir or (Path(a.model) / "eval")
     out = evaluate(backend, eval_dir, a.limit, log=lambda s: print(s, file=sys.stderr, flush=True),
-                   max_new_tokens=a.max_new_tokens)
+                   max_new_tokens=a.max_new_tokens, workers=a.workers if a.backend == "openai" else 1)
     print(format_table(out["rows"]))
     for ex in out["examples"]:
         print(json.dumps(ex, ensure_ascii=False))
