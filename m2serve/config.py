@@ -26,6 +26,7 @@ class ModelConfig:
     seed: int = 0
     served_model_name: str | None = None
     batch_invariant: bool = False        # bitwise-identical results whatever the batch (layers/batch_invariant.py)
+    quantization: str | None = None      # "ascend": an msModelSlim W8A8 / W8A8_DYNAMIC / C8 folder (layers/quant/)
 
     @property
     def path(self) -> Path:
@@ -131,7 +132,7 @@ class EngineConfig:
                max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
                tensor_parallel_size: int = 1, data_parallel_size: int = 1,
                enable_expert_parallel: bool = False, device: str = "auto",
-               batch_invariant: bool | None = None) -> "EngineConfig":
+               batch_invariant: bool | None = None, quantization: str | None = None) -> "EngineConfig":
         """Build a config from vLLM-named keyword arguments (the LLM constructor and the CLI share this)."""
         model = str(model or BUNDLED_MODEL)
         if not Path(model).is_dir():
@@ -139,8 +140,11 @@ class EngineConfig:
                               "nothing is downloaded)")
         if batch_invariant is None:
             batch_invariant = envs.batch_invariant()
+        from m2serve.layers.quant.ascend import check_quantization_arg
+        quantization = check_quantization_arg(quantization, model)   # the flag and the folder must agree
         model_cfg = ModelConfig(model=model, dtype=dtype, max_model_len=max_model_len, seed=seed,
-                                served_model_name=served_model_name, batch_invariant=batch_invariant)
+                                served_model_name=served_model_name, batch_invariant=batch_invariant,
+                                quantization=quantization)
         mml = model_cfg.resolved_max_model_len
         if max_num_batched_tokens is None:
             max_num_batched_tokens = 2048

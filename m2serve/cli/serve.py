@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from m2serve import envs
 from m2serve.cli.args import add, add_bool, json_arg, size_arg
-from m2serve.config import EngineConfig
+from m2serve.config import BUNDLED_MODEL, EngineConfig
 
 logger = logging.getLogger("m2serve.serve")
 
@@ -44,7 +45,8 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
     add(p, "--api-key", nargs="+", action="extend", default=None, help="bearer token(s) guarding /v1 routes")
     add(p, "--trust-remote-code", action="store_true", help="accepted; m2serve never runs code from a checkpoint")
     add(p, "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "half", "float", "bf16"])
-    add(p, "--quantization", "-q", default=None, help="quantization method of the checkpoint")
+    add(p, "--quantization", "-q", default=None,
+        help="quantization method of the checkpoint: 'ascend' for msModelSlim W8A8 / W8A8_DYNAMIC / C8 folders")
     add(p, "--max-model-len", type=size_arg, default=None)
     add(p, "--max-num-seqs", type=int, default=256)
     add(p, "--max-num-batched-tokens", type=size_arg, default=None)
@@ -120,9 +122,15 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
     if args.model_tag and args.model and args.model_tag != args.model:
         raise StartupError(f"MODEL {args.model_tag!r} and --model {args.model!r} disagree")
     model = args.model_tag or args.model
+    if args.quantization is not None and str(args.quantization).lower() != "ascend":
+        raise _refuse("--quantization", args.quantization, "is not supported: m2serve loads msModelSlim checkpoints "
+                      "with --quantization ascend, and unquantized (bf16/fp32) or block-FP8 ones without the flag")
     if args.quantization is not None:
-        raise _refuse("--quantization", args.quantization, f"quantized checkpoints {not_built}; serve an unquantized "
-                      "(bf16/fp32) or block-FP8 checkpoint without --quantization")
+        from m2serve.layers.quant.ascend import DESCRIPTION_FILE
+        desc = Path(model or BUNDLED_MODEL) / DESCRIPTION_FILE
+        if not desc.is_file():
+            raise _refuse("--quantization", args.quantization, f"needs {desc}, which does not exist (msModelSlim "
+                          "layout; `m2serve quantize` writes one)")
     if args.tensor_parallel_size != 1:
         raise _refuse("--tensor-parallel-size", args.tensor_parallel_size, f"tensor parallelism {not_built}")
     if args.data_parallel_size != 1:
@@ -157,12 +165,11 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
         kv_cache_memory_bytes=args.kv_cache_memory_bytes, gpu_memory_utilization=args.gpu_memory_utilization,
         num_gpu_blocks_override=args.num_gpu_blocks_override, enable_prefix_caching=args.enable_prefix_caching,
         max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-        batch_invariant=args.batch_invariant)
+        batch_invariant=args.batch_invariant, quantization=args.quantization)
     names = args.served_model_name or [engine.model.path.name if args.model_tag is None and args.model is None
                                        else model]
     chat_template = args.chat_template
     if chat_template is not None:
-        from pathlib import Path
         p = Path(chat_template)
         chat_template = p.read_text() if p.is_file() else chat_template
     return ServerConfig(

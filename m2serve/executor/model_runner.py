@@ -46,7 +46,9 @@ class ModelRunner:
         self.block_size = cache_config.block_size
         set_batch_invariant(model_config.batch_invariant)
         self.model = load_model(model_config.path, self.arch, self.dtype, device=device,
-                                parallel=get_parallel_context(), show_progress=show_progress)
+                                parallel=get_parallel_context(), show_progress=show_progress,
+                                quantization=model_config.quantization)
+        self.kv_cache_dtype = self.model.kv_cache_dtype      # int8 under C8 (scales live in the attention layers)
         self.sampler = Sampler(seed=model_config.seed)
         self.requests: dict[str, CachedRequestState] = {}
         self.kv_cache: torch.Tensor | None = None
@@ -55,7 +57,7 @@ class ModelRunner:
     @property
     def bytes_per_block(self) -> int:
         a = self.arch
-        elem = torch.tensor([], dtype=self.dtype).element_size()
+        elem = torch.tensor([], dtype=self.kv_cache_dtype).element_size()
         return a.num_hidden_layers * 2 * self.block_size * a.num_key_value_heads * a.head_dim * elem
 
     def determine_num_blocks(self) -> int:
@@ -83,10 +85,10 @@ class ModelRunner:
         a = self.arch
         # [layers, K/V, blocks, block_size, kv_heads, head_dim]: a block's bytes are addressable by id (transfer).
         self.kv_cache = torch.zeros(a.num_hidden_layers, 2, num_blocks, self.block_size, a.num_key_value_heads,
-                                    a.head_dim, dtype=self.dtype, device=self.device)
+                                    a.head_dim, dtype=self.kv_cache_dtype, device=self.device)
         self.model.bind_kv_cache(self.kv_cache)
-        logger.info("KV cache: %d blocks of %d tokens (%.1f MiB)", num_blocks, self.block_size,
-                    self.kv_cache.numel() * self.kv_cache.element_size() / 2**20)
+        logger.info("KV cache: %d blocks of %d tokens, %s (%.1f MiB)", num_blocks, self.block_size,
+                    self.kv_cache_dtype, self.kv_cache.numel() * self.kv_cache.element_size() / 2**20)
 
     # -- one step -----------------------------------------------------------------------------------
     def _update_states(self, sched: SchedulerOutput) -> None:

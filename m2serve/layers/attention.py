@@ -8,6 +8,10 @@ A step's rows follow AttentionMetadata: the first num_decodes requests have one 
 computed together; every other request is a prefill chunk whose queries sit at positions
 seq_len - qlen .. seq_len - 1 (causal within the chunk, full over the cached prefix).
 
+What the cache holds is the layer's KV-cache method's business (layers/quant/): FloatKVCache stores K/V in the
+model dtype; C8KVCache stores int8 with per-channel scales, quantized on write and dequantized on every read
+of the cache. A prefill chunk with no cached prefix attends over its own float K/V (like Ascend's C8 path).
+
 GQA is never materialised as repeated KV heads: decode reshapes q to [B, nkv, group, d] so one batched matmul
 per KV head serves its whole query group, and prefill uses SDPA's enable_gqa.
 """
@@ -21,10 +25,12 @@ from torch import nn
 
 from m2serve.layers.attention_metadata import AttentionMetadata
 from m2serve.layers.batch_invariant import is_batch_invariant
+from m2serve.layers.quant.base import FloatKVCache, KVCacheMethod
 
 
 class Attention(nn.Module):
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float | None = None) -> None:
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float | None = None,
+                 kv_cache_method: KVCacheMethod | None = None) -> None:
         super().__init__()
         if num_heads % num_kv_heads:
             raise ValueError(f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}")
@@ -33,6 +39,15 @@ class Attention(nn.Module):
         self.scale = scale if scale is not None else 1.0 / math.sqrt(head_dim)
         # Bound by the model runner (not a buffer: it is shared storage, never part of the state dict).
         self.kv_cache: torch.Tensor | None = None                        # [2, num_blocks, block_size, nkv, d]
+        self.kv_cache_method = kv_cache_method or FloatKVCache()
+        self.kv_cache_method.create_weights(self)
+
+    def kv_cache_dtype(self, model_dtype: torch.dtype) -> torch.dtype:
+        return self.kv_cache_method.cache_dtype(model_dtype)
+
+    def _read_kv(self, cached: torch.Tensor, which: str, dtype: torch.dtype) -> torch.Tensor:
+        """Gathered cache entries [..., nkv, d] -> K or V in `dtype`."""
+        return self.kv_cache_method.dequantize(self, cached, which, dtype)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         # q [T, nh, d]; k, v [T, nkv, d]  ->  [T, nh, d]
@@ -55,13 +70,13 @@ class Attention(nn.Module):
                 out[s:e] = self._prefill(q[s:e], k[s:e], v[s:e], k_cache, v_cache, meta, i)
         return out
 
-    @staticmethod
-    def _write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    def _write_kv(self, k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   slots: torch.Tensor) -> None:
         # view (not reshape): a copy would silently drop the write.
         nkv, d = k_cache.shape[-2:]
-        k_cache.view(-1, nkv, d).index_copy_(0, slots, k.to(k_cache.dtype))  # [NB*bs, nkv, d]
-        v_cache.view(-1, nkv, d).index_copy_(0, slots, v.to(v_cache.dtype))
+        q = self.kv_cache_method.quantize
+        k_cache.view(-1, nkv, d).index_copy_(0, slots, q(self, k, "k").to(k_cache.dtype))  # [NB*bs, nkv, d]
+        v_cache.view(-1, nkv, d).index_copy_(0, slots, q(self, v, "v").to(v_cache.dtype))
 
     def _decode(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                 meta: AttentionMetadata) -> torch.Tensor:
@@ -72,8 +87,8 @@ class Attention(nn.Module):
         n_blocks = -(-max(seq_lens) // bs)
         S = n_blocks * bs                                                 # padded context length
         table = meta.block_tables[:B, :n_blocks]                          # [B, n_blocks]
-        keys = k_cache[table].view(B, S, nkv, d).to(q.dtype).transpose(1, 2)     # [B, nkv, S, d]
-        values = v_cache[table].view(B, S, nkv, d).to(q.dtype).transpose(1, 2)   # [B, nkv, S, d]
+        keys = self._read_kv(k_cache[table].view(B, S, nkv, d), "k", q.dtype).transpose(1, 2)     # [B, nkv, S, d]
+        values = self._read_kv(v_cache[table].view(B, S, nkv, d), "v", q.dtype).transpose(1, 2)   # [B, nkv, S, d]
 
         qg = q.view(B, nkv, g, d)                                         # query heads grouped by their KV head
         scores = torch.matmul(qg, keys.transpose(-1, -2)).float() * self.scale   # [B, nkv, g, S] fp32
@@ -90,8 +105,8 @@ class Attention(nn.Module):
         n, L = q.shape[0], meta.seq_lens[i]
         bs, nkv, g, d = meta.block_size, self.num_kv_heads, self.group, self.head_dim
         table = meta.block_tables[i, :-(-L // bs)]
-        keys = k_cache[table].view(-1, nkv, d)[:L].to(q.dtype).transpose(0, 1)      # [nkv, L, d]
-        values = v_cache[table].view(-1, nkv, d)[:L].to(q.dtype).transpose(0, 1)    # [nkv, L, d]
+        keys = self._read_kv(k_cache[table].view(-1, nkv, d)[:L], "k", q.dtype).transpose(0, 1)      # [nkv, L, d]
+        values = self._read_kv(v_cache[table].view(-1, nkv, d)[:L], "v", q.dtype).transpose(0, 1)    # [nkv, L, d]
         out = torch.empty_like(q)
         for j in range(n):
             p = L - n + j + 1                                                # context length of this token
@@ -112,8 +127,10 @@ class Attention(nn.Module):
             bs = meta.block_size
             n_blocks = -(-L // bs)
             table = meta.block_tables[i, :n_blocks]                       # [n_blocks]
-            keys = k_cache[table].view(n_blocks * bs, self.num_kv_heads, self.head_dim)[:L]   # [L, nkv, d]
-            values = v_cache[table].view(n_blocks * bs, self.num_kv_heads, self.head_dim)[:L]
+            keys = self._read_kv(k_cache[table].view(n_blocks * bs, self.num_kv_heads, self.head_dim)[:L], "k",
+                                 q.dtype)                                 # [L, nkv, d]
+            values = self._read_kv(v_cache[table].view(n_blocks * bs, self.num_kv_heads, self.head_dim)[:L], "v",
+                                   q.dtype)
         qh = q.transpose(0, 1).unsqueeze(0)                               # [1, nh, n, d]
         kh = keys.to(q.dtype).transpose(0, 1).unsqueeze(0)                # [1, nkv, L, d]
         vh = values.to(q.dtype).transpose(0, 1).unsqueeze(0)

@@ -14,6 +14,9 @@ Measured on 2 CPU cores (ms; T tokens, E experts, top-k K, H, I):
     fp32 T=16 E=64 K=8 H=512 I=256: 3.6 vs 5.8               T=256: 22 vs 20 (noise level)
     bf16 T=16 / T=256 E=64 K=8 H=512 I=256: 5.8 vs 8.7 / 9.9 vs 13.9
 
+Quantized experts: the layer's MoE quant method (layers/quant/) creates the stacked parameters and computes
+the expert slices; the default UnquantizedMoEMethod runs the float code below (float_experts).
+
 Parallelism: with expert parallelism (ep_size > 1) a rank holds experts [ep_rank*E/ep, (ep_rank+1)*E/ep) whole
 and computes only the (token, k) pairs routed to them; summing the ranks' partial outputs gives the MoE output.
 Without EP, tensor parallelism splits every expert's intermediate dim I over the TP ranks (w13 rows, w2
@@ -29,13 +32,14 @@ from m2serve.distributed.parallel_state import ParallelContext, get_parallel_con
 from m2serve.errors import CheckpointError
 from m2serve.layers.batch_invariant import is_batch_invariant, linear
 from m2serve.layers.linear import ReplicatedLinear, default_weight_loader
+from m2serve.layers.quant.base import MoEMethod, UnquantizedMoEMethod, conform
 
 
 class FusedExperts(nn.Module):
     """This rank's SwiGLU experts as stacked weights."""
 
     def __init__(self, num_experts: int, hidden_size: int, intermediate_size: int, dtype: torch.dtype | None,
-                 parallel: ParallelContext) -> None:
+                 parallel: ParallelContext, quant_method: MoEMethod | None = None) -> None:
         super().__init__()
         ep, tp = parallel.ep_size, (parallel.tp_size if parallel.ep_size == 1 else 1)
         if num_experts % ep or intermediate_size % tp:
@@ -47,27 +51,28 @@ class FusedExperts(nn.Module):
         self.first_expert = parallel.ep_rank * self.num_local                # global id of local expert 0
         self.tp_size, self.tp_rank = tp, (parallel.tp_rank if tp > 1 else 0)
         self.i_local = intermediate_size // tp
-        self.w13_weight = nn.Parameter(torch.empty(self.num_local, 2 * self.i_local, hidden_size, dtype=dtype),
-                                       requires_grad=False)                  # [E_local, 2I_local, H]
-        self.w2_weight = nn.Parameter(torch.empty(self.num_local, hidden_size, self.i_local, dtype=dtype),
-                                      requires_grad=False)                   # [E_local, H, I_local]
-        self.w13_weight.weight_loader = self.weight_loader
-        self.w2_weight.weight_loader = self.weight_loader
+        # w13_weight [E_local, 2I_local, H], w2_weight [E_local, H, I_local] (+ the method's scales)
+        self.quant_method = quant_method or UnquantizedMoEMethod()
+        self.quant_method.create_weights(self, self.num_local, self.i_local, hidden_size, dtype)
         self._use_grouped_mm: bool | None = None if hasattr(torch, "_grouped_mm") else False
 
     def is_local(self, expert_id: int) -> bool:
         return self.first_expert <= expert_id < self.first_expert + self.num_local
 
     def weight_loader(self, param: nn.Parameter, full: torch.Tensor, expert_id: int, shard_id: str) -> None:
-        """Load one checkpoint expert matrix: shard_id w1 (gate) / w3 (up) [I, H], or w2 (down) [H, I]."""
+        """Load one checkpoint expert tensor: shard_id w1 (gate) / w3 (up) [I, H], or w2 (down) [H, I]; a
+        per-row scale of the method ([I, 1] / [H, 1]) has no input dim and is not split by columns."""
         H, I, n = self.hidden_size, self.intermediate_size, self.i_local
-        expected = (H, I) if shard_id == "w2" else (I, H)
+        cols = getattr(param, "input_dim", None) is not None
+        last = param.shape[2]
+        expected = ((H, I) if cols else (H, last)) if shard_id == "w2" else ((I, H) if cols else (I, last))
+        full = conform(param, full, expected)
         if tuple(full.shape) != expected:
             raise CheckpointError(f"shape {tuple(full.shape)}, expected {expected}")
         e = expert_id - self.first_expert
         lo = self.tp_rank * n
         if shard_id == "w2":
-            param.data[e].copy_(full[:, lo:lo + n])                          # input columns of this TP rank
+            param.data[e].copy_(full[:, lo:lo + n] if cols else full)       # input columns of this TP rank
         else:
             rows = slice(0, n) if shard_id == "w1" else slice(n, 2 * n)
             param.data[e, rows].copy_(full[lo:lo + n])
@@ -84,7 +89,7 @@ class FusedExperts(nn.Module):
         counts = torch.bincount(local_ids, minlength=self.num_local + 1)[:self.num_local]   # [E_local]
         x_sorted = x[order // K]                                             # [T*K, H] token of each pair
 
-        y_sorted = self._experts(x_sorted, counts)                           # [T*K, H]; off-rank rows junk
+        y_sorted = self.quant_method.apply(self, x_sorted, counts)           # [T*K, H]; off-rank rows junk
         w_sorted = topk_weights.flatten()[order].float()                     # [T*K]
         if self.num_local != self.num_experts:
             w_sorted = w_sorted.masked_fill(off_rank[order], 0.0)
@@ -93,7 +98,7 @@ class FusedExperts(nn.Module):
         y[order] = y_sorted.float() * w_sorted[:, None]                      # back to (token, k) order
         return y.view(T, K, -1).sum(1)                                       # [T, H] weighted sum over k
 
-    def _experts(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    def float_experts(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """SwiGLU of each contiguous expert slice of xs [N, H] (counts [E_local] rows each) -> [N, H]."""
         if self._use_grouped_mm is not False and not is_batch_invariant():
             try:
@@ -125,7 +130,8 @@ class FusedExperts(nn.Module):
 
 class MiniMaxM2MoE(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int, num_experts: int, top_k: int,
-                 dtype: torch.dtype | None = None, parallel: ParallelContext | None = None) -> None:
+                 dtype: torch.dtype | None = None, parallel: ParallelContext | None = None,
+                 quant_method: MoEMethod | None = None) -> None:
         super().__init__()
         self.parallel = parallel or get_parallel_context()
         self.num_experts, self.top_k = num_experts, top_k
@@ -134,7 +140,7 @@ class MiniMaxM2MoE(nn.Module):
         self.e_score_correction_bias = nn.Parameter(torch.zeros(num_experts, dtype=torch.float32),
                                                     requires_grad=False)      # [E]
         self.e_score_correction_bias.weight_loader = default_weight_loader
-        self.experts = FusedExperts(num_experts, hidden_size, intermediate_size, dtype, self.parallel)
+        self.experts = FusedExperts(num_experts, hidden_size, intermediate_size, dtype, self.parallel, quant_method)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [T, H] -> (topk_ids [T, K] int64, topk_weights [T, K] fp32)."""

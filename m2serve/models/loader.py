@@ -11,6 +11,12 @@ The official FP8 release stores most linear weights as float8_e4m3fn plus `<name
 [ceil(out/128), ceil(in/128)]; they are dequantized block by block on load (the scale is *multiplied*).
 Other quantization formats are refused by name. Skipped: rotary_emb.inv_freq and MTP layers >= num_hidden_layers.
 
+msModelSlim (AscendV1) checkpoints load with quantization="ascend" (layers/quant/ascend.py): weights in
+quant_model_weights*.safetensors, one method per layer from quant_model_description.json; int8 weights and their
+scales go into the parameters that method created (each parameter says which on-disk dtypes it accepts), experts
+as experts.{e}.{w1,w2,w3}.{weight,weight_scale,weight_offset}, C8 scales self_attn.{k,v}_proj.kv_cache_* into
+self_attn.attn.{k,v}_cache_*. After loading, every method's process_weights_after_loading runs.
+
 Tensors are read one at a time from memory-mapped files (safe_open), each read once, and copied straight into
 this rank's shard by the parameter's weight_loader, so peak memory stays about one tensor above the model.
 """
@@ -28,6 +34,8 @@ from tqdm.auto import tqdm
 
 from m2serve.distributed.parallel_state import ParallelContext, get_parallel_context
 from m2serve.errors import CheckpointError, ConfigError
+from m2serve.layers.quant.ascend import load_quant_config
+from m2serve.layers.quant.base import UnquantizedMoEMethod
 from m2serve.models.arch import MiniMaxM2Arch
 from m2serve.models.minimax_m2 import MiniMaxM2ForCausalLM
 
@@ -75,7 +83,13 @@ _FOREIGN_QUANT_SUFFIXES = {
 }
 _FLOAT_DTYPES = {"F32", "F16", "BF16", "F64"}
 _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
-_EXPERT_RE = re.compile(r"^block_sparse_moe\.experts\.(\d+)\.(w[123])\.weight$")
+_EXPERT_RE = re.compile(r"^block_sparse_moe\.experts\.(\d+)\.(w[123])\.(weight|weight_scale|weight_offset)$")
+_KV_SCALE_RE = re.compile(r"^self_attn\.([kv])_proj\.kv_cache_(scale|offset)$")
+# Tensor-name suffixes of the msModelSlim layout (not foreign when loading with quantization="ascend").
+_ASCEND_SUFFIXES = frozenset({"weight_scale", "weight_offset", "input_scale", "input_offset", "deq_scale",
+                              "quant_bias", "kv_cache_scale", "kv_cache_offset"})
+_INDEX_FILES = ("model.safetensors.index.json", "quant_model_weights.safetensors.index.json")
+_SINGLE_FILES = ("model.safetensors", "quant_model_weights.safetensors")
 
 
 def _check_quantization(qc: dict | None) -> tuple[int, int]:
@@ -109,16 +123,18 @@ def dequantize_block_fp8(w: torch.Tensor, scale_inv: torch.Tensor, block: tuple[
 
 
 def _checkpoint_files(model_dir: Path) -> list[Path]:
-    index = model_dir / "model.safetensors.index.json"
-    if index.is_file():
+    for index in (model_dir / name for name in _INDEX_FILES):
+        if not index.is_file():
+            continue
         weight_map = json.loads(index.read_text()).get("weight_map") or {}
         files = sorted({model_dir / f for f in weight_map.values()})
         for f in files:
             if not f.is_file():
                 raise CheckpointError(f"{index.name} lists {f.name}, which is not in {model_dir}")
         return files
-    if (model_dir / "model.safetensors").is_file():
-        return [model_dir / "model.safetensors"]
+    for single in (model_dir / name for name in _SINGLE_FILES):
+        if single.is_file():
+            return [single]
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"{model_dir}: no model.safetensors, model.safetensors.index.json or *.safetensors")
@@ -152,12 +168,14 @@ class _Checkpoint:
 
 def load_model(model_dir: str | Path, arch: MiniMaxM2Arch, dtype: torch.dtype,
                device: torch.device = torch.device("cpu"), parallel: ParallelContext | None = None,
-               show_progress: bool = True) -> MiniMaxM2ForCausalLM:
+               show_progress: bool = True, quantization: str | None = None) -> MiniMaxM2ForCausalLM:
+    """quantization: None, or "ascend" for an msModelSlim folder (required there, refused elsewhere)."""
     model_dir = Path(model_dir)
+    quant_config = load_quant_config(model_dir, arch, quantization)
     block = _check_quantization(arch.quantization_config)
     parallel = parallel or get_parallel_context()
     with torch.device(device):
-        model = MiniMaxM2ForCausalLM(arch, dtype, parallel)
+        model = MiniMaxM2ForCausalLM(arch, dtype, parallel, quant_config=quant_config)
     with ExitStack() as stack:
         ckpt = _Checkpoint(_checkpoint_files(model_dir), stack)
         _WeightFiller(model, ckpt, block, arch).run(show_progress)
@@ -169,14 +187,16 @@ class _WeightFiller:
                  arch: MiniMaxM2Arch) -> None:
         self.model, self.ckpt, self.block, self.arch = model, ckpt, block, arch
         self.params = dict(model.named_parameters())
-        # Still to load: plain parameters by name, experts by (layer, local expert id, shard).
+        self.modules = dict(model.named_modules())
+        self.quantized = model.quant_config is not None
+        # Still to load: plain parameters by name, experts by (layer, local expert id, shard, tensor suffix).
         self.todo = {n for n in self.params if ".mlp.experts." not in n}
         if arch.tie_word_embeddings:
             self.todo.discard("lm_head.weight")
-        self.experts_todo = {(layer, e, s) for layer, mod in enumerate(model.model.layers)
+        self.experts_todo = {(layer, e, s, suffix) for layer, mod in enumerate(model.model.layers)
                              for e in range(mod.mlp.experts.first_expert,
                                             mod.mlp.experts.first_expert + mod.mlp.experts.num_local)
-                             for s in ("w1", "w2", "w3")}
+                             for s in ("w1", "w2", "w3") for suffix in mod.mlp.experts.quant_method.param_suffixes}
         self.original_layout = any(".block_sparse_moe." in n for n in ckpt.order)
 
     def run(self, show_progress: bool) -> None:
@@ -190,6 +210,19 @@ class _WeightFiller:
         self._check_complete()
         if self.arch.tie_word_embeddings:
             self.model.lm_head.weight.data.copy_(self.model.model.embed_tokens.weight.data)
+        self._process_after_loading()
+
+    def _process_after_loading(self) -> None:
+        """Each quant method's post-load step (fp32 scale copies, checks), errors naming the layer."""
+        for module_name, module in self.modules.items():
+            for attr in ("quant_method", "kv_cache_method"):
+                method = getattr(module, attr, None)
+                if method is None:
+                    continue
+                try:
+                    method.process_weights_after_loading(module)
+                except CheckpointError as e:
+                    raise CheckpointError(f"{self._ckpt_name(module_name)}: {e}") from None
 
     def _load(self, name: str) -> None:
         if name.endswith("rotary_emb.inv_freq"):
@@ -201,9 +234,12 @@ class _WeightFiller:
             if name.removesuffix("_scale_inv") not in self.ckpt.where:
                 raise CheckpointError(f"unexpected tensor {name}: no {name.removesuffix('_scale_inv')} to scale")
             return                                                            # consumed with its weight
+        ascend_tensor = self.quantized and name.rsplit(".", 1)[-1] in _ASCEND_SUFFIXES
         for suffix, fmt in _FOREIGN_QUANT_SUFFIXES.items():
-            if name.endswith(suffix):
-                raise CheckpointError(f"tensor {name} belongs to a {fmt} checkpoint, which m2serve does not load")
+            if name.endswith(suffix) and not ascend_tensor:
+                hint = " without quantization='ascend'" if fmt.startswith("W8A8 (msModelSlim)") else ""
+                raise CheckpointError(f"tensor {name} belongs to a {fmt} checkpoint, which m2serve does not load"
+                                      f"{hint}")
         if not m:
             return self._load_plain(name, name)
         layer, rest = int(m.group(1)), m.group(2)
@@ -211,14 +247,24 @@ class _WeightFiller:
         if rest in ("block_sparse_moe.gate.weight", "block_sparse_moe.e_score_correction_bias"):
             return self._load_plain(name, prefix + rest.replace("block_sparse_moe.", "mlp."))
         if em := _EXPERT_RE.match(rest):
-            return self._load_expert(name, layer, int(em.group(1)), em.group(2))
+            return self._load_expert(name, layer, int(em.group(1)), em.group(2), em.group(3))
+        if self.quantized and (km := _KV_SCALE_RE.match(rest)):
+            return self._load_plain(name, f"{prefix}self_attn.attn.{km.group(1)}_cache_{km.group(2)}")
         if rest in ("mlp.experts.gate_up_proj", "mlp.experts.down_proj"):
             return self._load_stacked(name, layer, rest.rsplit(".", 1)[1])
         return self._load_plain(name, name)
 
-    def _read(self, name: str) -> torch.Tensor:
-        """The tensor in floating point, FP8 dequantized with its block scales."""
+    def _read(self, name: str, param: torch.nn.Parameter | None = None) -> torch.Tensor:
+        """The tensor in floating point, FP8 dequantized with its block scales; or, for a parameter of a quant
+        method, as stored, if its dtype is one the parameter accepts (int8 weights, int32 quant_bias, ...)."""
         dt = self.ckpt.dtype(name)
+        allowed = getattr(param, "disk_dtypes", _FLOAT_DTYPES)
+        if dt in allowed and dt not in _FLOAT_DTYPES:
+            return self.ckpt.read(name)                                       # an integer tensor of a quant method
+        if dt not in allowed and not (dt == "F8_E4M3" and allowed & _FLOAT_DTYPES):
+            if allowed != _FLOAT_DTYPES:
+                raise CheckpointError(f"tensor {name} has dtype {dt}, expected {' or '.join(sorted(allowed))} "
+                                      "(as its quant_model_description.json type implies)")
         if dt == "F8_E4M3":
             scale = name + "_scale_inv"
             if scale not in self.ckpt.where:
@@ -228,6 +274,12 @@ class _WeightFiller:
             raise CheckpointError(f"tensor {name} has dtype {dt}: only float tensors and block-FP8 are supported")
         return self.ckpt.read(name)
 
+    def _ignored(self, param_name: str) -> bool:
+        """A tensor the layer's quant method declares unused (W8A8 static's weight_scale/weight_offset)."""
+        module, _, leaf = param_name.rpartition(".")
+        method = getattr(self.modules.get(module), "quant_method", None)
+        return leaf in getattr(method, "ignored_params", ())
+
     def _param(self, name: str, param_name: str) -> torch.nn.Parameter:
         param = self.params.get(param_name)
         if param is None or ".mlp.experts." in param_name:           # experts load only via their own names
@@ -236,10 +288,12 @@ class _WeightFiller:
         return param
 
     def _load_plain(self, name: str, param_name: str) -> None:
+        if self.quantized and param_name not in self.params and self._ignored(param_name):
+            return
         param = self._param(name, param_name)
         if param_name not in self.todo:
             raise CheckpointError(f"tensor {name} loads {param_name}, which was already loaded")
-        param.weight_loader(param, self._read(name))
+        param.weight_loader(param, self._read(name, param))
         self.todo.discard(param_name)
 
     def _experts_of(self, name: str, layer: int):
@@ -247,18 +301,20 @@ class _WeightFiller:
             raise CheckpointError(f"unexpected tensor {name}")
         return self.model.model.layers[layer].mlp.experts
 
-    def _load_expert(self, name: str, layer: int, expert: int, shard: str) -> None:
+    def _load_expert(self, name: str, layer: int, expert: int, shard: str, suffix: str = "weight") -> None:
         experts = self._experts_of(name, layer)
         if not 0 <= expert < experts.num_experts:
             raise CheckpointError(f"unexpected tensor {name}: expert {expert} >= num_local_experts "
                                   f"{experts.num_experts}")
+        if suffix not in experts.quant_method.param_suffixes:
+            raise CheckpointError(f"unexpected tensor {name}: {experts.quant_method.name} experts have no {suffix}")
         if not experts.is_local(expert):
             return                                                            # another EP rank's expert
-        if (layer, expert, shard) not in self.experts_todo:
+        if (layer, expert, shard, suffix) not in self.experts_todo:
             raise CheckpointError(f"tensor {name}: expert {expert} {shard} of layer {layer} was already loaded")
-        param = experts.w2_weight if shard == "w2" else experts.w13_weight
-        experts.weight_loader(param, self._read(name), expert, shard)
-        self.experts_todo.discard((layer, expert, shard))
+        param = getattr(experts, f"{'w2' if shard == 'w2' else 'w13'}_{suffix}")
+        experts.weight_loader(param, self._read(name, param), expert, shard)
+        self.experts_todo.discard((layer, expert, shard, suffix))
 
     def _load_stacked(self, name: str, layer: int, kind: str) -> None:
         experts = self._experts_of(name, layer)
@@ -268,19 +324,24 @@ class _WeightFiller:
             raise CheckpointError(f"tensor {name}: shape {list(self.ckpt.shape(name))}, expected {list(expected)}")
         if self.ckpt.dtype(name) not in _FLOAT_DTYPES:
             raise CheckpointError(f"tensor {name} has dtype {self.ckpt.dtype(name)}: stacked experts must be float")
+        if not isinstance(experts.quant_method, UnquantizedMoEMethod):
+            raise CheckpointError(f"tensor {name}: stacked float experts, but the description makes these experts "
+                                  f"{experts.quant_method.name} (stored as experts.<e>.w1/w2/w3)")
         first, n = experts.first_expert, experts.num_local
         local = self.ckpt.read(name, slice(first, first + n))                 # only this rank's experts
         for i in range(n):
             e = first + i
             parts = (("w1", local[i, :I]), ("w3", local[i, I:])) if kind == "gate_up_proj" else (("w2", local[i]),)
             for shard, t in parts:
-                if (layer, e, shard) not in self.experts_todo:
+                if (layer, e, shard, "weight") not in self.experts_todo:
                     raise CheckpointError(f"tensor {name}: expert {e} {shard} of layer {layer} was already loaded")
                 param = experts.w2_weight if shard == "w2" else experts.w13_weight
                 experts.weight_loader(param, t, e, shard)
-                self.experts_todo.discard((layer, e, shard))
+                self.experts_todo.discard((layer, e, shard, "weight"))
 
     def _ckpt_name(self, param_name: str) -> str:
+        if km := re.search(r"\.self_attn\.attn\.([kv])_cache_(scale|offset)$", param_name):
+            param_name = param_name[:km.start()] + f".self_attn.{km.group(1)}_proj.kv_cache_{km.group(2)}"
         if self.original_layout:
             return param_name.replace(".mlp.", ".block_sparse_moe.")
         return param_name
@@ -288,10 +349,10 @@ class _WeightFiller:
     def _check_complete(self) -> None:
         missing = sorted(self._ckpt_name(n) for n in self.todo)
         if self.original_layout:
-            missing += [f"model.layers.{l}.block_sparse_moe.experts.{e}.{s}.weight"
-                        for l, e, s in sorted(self.experts_todo)]
+            missing += [f"model.layers.{l}.block_sparse_moe.experts.{e}.{s}.{suffix}"
+                        for l, e, s, suffix in sorted(self.experts_todo)]
         else:
-            stacked = {(l, "down_proj" if s == "w2" else "gate_up_proj") for l, _, s in self.experts_todo}
+            stacked = {(l, "down_proj" if s == "w2" else "gate_up_proj") for l, _, s, _ in self.experts_todo}
             missing += [f"model.layers.{l}.mlp.experts.{k}" for l, k in sorted(stacked)]
         if missing:
             more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""

@@ -12,6 +12,10 @@ Parameter names follow the transformers v5 layout (model.layers.N.self_attn.q_pr
 ...mlp.e_score_correction_bias), except the stacked experts: mlp.experts.w13_weight / w2_weight. The mapping
 from both on-disk layouts lives in models/loader.py.
 
+Quantization: an optional quant config (layers/quant/ascend.py) hands every linear, fused-experts and attention
+layer its method by parameter prefix (model.layers.N.self_attn.q_proj, ...mlp.experts, ...self_attn.attn);
+without one every layer is float.
+
 The model is shaped for a serving step, not a batch: inputs are flat [T] token rows (requests back to back,
 AttentionMetadata says where each starts) and the KV cache is a paged tensor bound once by the model runner.
 """
@@ -32,8 +36,13 @@ from m2serve.layers.rotary import RotaryEmbedding
 from m2serve.models.arch import MiniMaxM2Arch
 
 
+def _linear_method(quant_config, prefix: str):
+    return quant_config.get_linear_method(prefix) if quant_config is not None else None
+
+
 class MiniMaxM2Attention(nn.Module):
-    def __init__(self, arch: MiniMaxM2Arch, dtype: torch.dtype, parallel: ParallelContext) -> None:
+    def __init__(self, arch: MiniMaxM2Arch, dtype: torch.dtype, parallel: ParallelContext, quant_config=None,
+                 prefix: str = "model.layers.0.self_attn") -> None:
         super().__init__()
         tp = parallel.tp_size
         if arch.num_attention_heads % tp or arch.num_key_value_heads % tp:
@@ -43,14 +52,18 @@ class MiniMaxM2Attention(nn.Module):
         self.num_kv_heads = arch.num_key_value_heads // tp
         self.head_dim = arch.head_dim
         H, eps = arch.hidden_size, arch.rms_norm_eps
-        self.q_proj = ColumnParallelLinear(H, arch.q_size, dtype, parallel)  # [T, H] -> [T, nh*d]
-        self.k_proj = ColumnParallelLinear(H, arch.kv_size, dtype, parallel)  # [T, H] -> [T, nkv*d]
-        self.v_proj = ColumnParallelLinear(H, arch.kv_size, dtype, parallel)
-        self.o_proj = RowParallelLinear(arch.q_size, H, dtype, parallel)     # [T, nh*d] -> [T, H]
+        def qm(name: str):                                                  # this projection's quant method
+            return _linear_method(quant_config, f"{prefix}.{name}")
+        self.q_proj = ColumnParallelLinear(H, arch.q_size, dtype, parallel, qm("q_proj"))   # [T, H] -> [T, nh*d]
+        self.k_proj = ColumnParallelLinear(H, arch.kv_size, dtype, parallel, qm("k_proj"))  # [T, H] -> [T, nkv*d]
+        self.v_proj = ColumnParallelLinear(H, arch.kv_size, dtype, parallel, qm("v_proj"))
+        self.o_proj = RowParallelLinear(arch.q_size, H, dtype, parallel, qm("o_proj"))     # [T, nh*d] -> [T, H]
         # Full-width QK norm: one statistic over all q (or k) channels, all-reduced under TP.
         self.q_norm = ShardedRMSNorm(arch.q_size, eps, dtype, parallel)
         self.k_norm = ShardedRMSNorm(arch.kv_size, eps, dtype, parallel)
-        self.attn = Attention(self.num_heads, self.num_kv_heads, self.head_dim, scale=arch.head_dim ** -0.5)
+        kv_method = None if quant_config is None else quant_config.get_kv_cache_method(f"{prefix}.attn", parallel)
+        self.attn = Attention(self.num_heads, self.num_kv_heads, self.head_dim, scale=arch.head_dim ** -0.5,
+                              kv_cache_method=kv_method)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary: RotaryEmbedding,
                 meta: AttentionMetadata) -> torch.Tensor:
@@ -64,14 +77,16 @@ class MiniMaxM2Attention(nn.Module):
 
 
 class MiniMaxM2DecoderLayer(nn.Module):
-    def __init__(self, arch: MiniMaxM2Arch, dtype: torch.dtype, parallel: ParallelContext) -> None:
+    def __init__(self, arch: MiniMaxM2Arch, dtype: torch.dtype, parallel: ParallelContext, quant_config=None,
+                 prefix: str = "model.layers.0") -> None:
         super().__init__()
         H, eps = arch.hidden_size, arch.rms_norm_eps
         self.input_layernorm = RMSNorm(H, eps, dtype)
-        self.self_attn = MiniMaxM2Attention(arch, dtype, parallel)
+        self.self_attn = MiniMaxM2Attention(arch, dtype, parallel, quant_config, f"{prefix}.self_attn")
         self.post_attention_layernorm = RMSNorm(H, eps, dtype)
+        moe_method = None if quant_config is None else quant_config.get_moe_method(f"{prefix}.mlp.experts")
         self.mlp = MiniMaxM2MoE(H, arch.intermediate_size, arch.num_local_experts, arch.num_experts_per_tok,
-                                dtype, parallel)
+                                dtype, parallel, moe_method)
 
     def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary: RotaryEmbedding,
                 meta: AttentionMetadata) -> torch.Tensor:                     # h [T, H] residual stream
@@ -80,14 +95,14 @@ class MiniMaxM2DecoderLayer(nn.Module):
 
 
 class MiniMaxM2Model(nn.Module):
-    def __init__(self, arch: MiniMaxM2Arch, dtype: torch.dtype, parallel: ParallelContext) -> None:
+    def __init__(self, arch: MiniMaxM2Arch, dtype: torch.dtype, parallel: ParallelContext, quant_config=None) -> None:
         super().__init__()
         # Replicated on every TP rank (a vocab-parallel embedding would need an all-gather-free masked sum).
         self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size, dtype=dtype)
         self.embed_tokens.weight.requires_grad_(False)
         self.embed_tokens.weight.weight_loader = default_weight_loader
-        self.layers = nn.ModuleList(MiniMaxM2DecoderLayer(arch, dtype, parallel)
-                                    for _ in range(arch.num_hidden_layers))
+        self.layers = nn.ModuleList(MiniMaxM2DecoderLayer(arch, dtype, parallel, quant_config, f"model.layers.{i}")
+                                    for i in range(arch.num_hidden_layers))
         self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, dtype)
         # One cos/sin table shared by all layers (not a checkpoint tensor).
         self.rotary = RotaryEmbedding(arch.head_dim, arch.rotary_dim, arch.max_position_embeddings, arch.rope_theta)
@@ -109,11 +124,13 @@ class MiniMaxM2Model(nn.Module):
 
 
 class MiniMaxM2ForCausalLM(nn.Module):
-    def __init__(self, arch: MiniMaxM2Arch, dtype: torch.dtype, parallel: ParallelContext | None = None) -> None:
+    def __init__(self, arch: MiniMaxM2Arch, dtype: torch.dtype, parallel: ParallelContext | None = None,
+                 quant_config=None) -> None:
         super().__init__()
         self.arch, self.dtype = arch, dtype
         self.parallel = parallel or get_parallel_context()
-        self.model = MiniMaxM2Model(arch, dtype, self.parallel)
+        self.quant_config = quant_config
+        self.model = MiniMaxM2Model(arch, dtype, self.parallel, quant_config)
         # Untied (tie_word_embeddings is false for every released M2); replicated under TP for now.
         self.lm_head = ReplicatedLinear(arch.hidden_size, arch.vocab_size, dtype, self.parallel)
 
@@ -136,6 +153,11 @@ class MiniMaxM2ForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:          # [N, H] -> [N, V] fp32
         return self.lm_head(hidden).float()
 
+    @property
+    def kv_cache_dtype(self) -> torch.dtype:
+        """What the paged KV cache holds: the model dtype, or int8 under C8 (the same for every layer)."""
+        return self.model.layers[0].self_attn.attn.kv_cache_dtype(self.dtype)
+
     def bind_kv_cache(self, kv_cache: torch.Tensor) -> None:
         """kv_cache [num_layers, 2, num_blocks, block_size, nkv_local, head_dim]: layer i attends in kv_cache[i]."""
         layers = self.model.layers
@@ -145,5 +167,7 @@ class MiniMaxM2ForCausalLM(nn.Module):
         if kv_cache.dim() != 6 or (s[0], s[1], s[4], s[5]) != expected:
             raise ValueError(f"kv_cache shape {tuple(kv_cache.shape)} does not match "
                              f"[{expected[0]}, 2, num_blocks, block_size, {expected[2]}, {expected[3]}]")
+        if (kv_cache.dtype == torch.int8) != (self.kv_cache_dtype == torch.int8):
+            raise ValueError(f"kv_cache dtype {kv_cache.dtype}: this model's KV cache holds {self.kv_cache_dtype}")
         for i, layer in enumerate(layers):
             layer.self_attn.attn.kv_cache = kv_cache[i]                       # [2, NB, bs, nkv, d] view
