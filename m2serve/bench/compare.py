@@ -370,15 +370,16 @@ class ServerProcess:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.spec.engine} server exited with status {self.proc.returncode} during "
-                                   f"startup; last lines of {self.log_path}:\n{tail(self.log_path)}")
+                                   f"startup: {last_error_line(self.log_path)}\n--- last lines of "
+                                   f"{self.log_path} ---\n{tail(self.log_path)}")
             try:
                 if httpx.get(url, timeout=5).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() - t0 > timeout:
-                raise RuntimeError(f"{self.spec.engine} server not ready after {timeout:.0f} s; last lines of "
-                                   f"{self.log_path}:\n{tail(self.log_path)}")
+                raise RuntimeError(f"{self.spec.engine} server not ready after {timeout:.0f} s\n--- last lines of "
+                                   f"{self.log_path} ---\n{tail(self.log_path)}")
             time.sleep(0.5)
         self.startup_s = time.monotonic() - t0
 
@@ -415,6 +416,20 @@ def _group_members(pgid: int) -> list[int]:
         if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(stat.parent.name))
     return members
+
+
+def last_error_line(path: Path) -> str:
+    """The last `SomeError: ...` / `ERROR ...` line of a log (the cause of a failed startup), else its last line."""
+    import re
+
+    try:
+        lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    for line in reversed(lines):
+        if re.match(r"^[\w.]*(Error|Exception)\b", line) or line.startswith("ERROR"):
+            return line
+    return lines[-1] if lines else "(empty log)"
 
 
 def tail(path: Path, lines: int = 25) -> str:

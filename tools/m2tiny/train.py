@@ -152,6 +152,9 @@ def train(args) -> dict:
         torch.set_rng_state(ck["torch_rng"])
         print(f"resumed from {ckpt_path}: step {state['step']}, epoch {state['epoch']}, "
               f"{state['seconds'] / 60:.1f} min trained")
+        # A finished run resumed with a larger --minutes budget trains on (the LR schedule follows the new budget).
+        if state["seconds"] < args.minutes * 60.0:
+            state["done"] = False
     elif args.resume:
         print(f"--resume: no checkpoint at {ckpt_path}; starting fresh")
     model.train()
