@@ -5,33 +5,22 @@ stray newline after tool calls, see shared/reference/README.md). Equal output wh
 without one the only difference is the default identity.
 """
 
-import json
 from pathlib import Path
 
 import jinja2
 import pytest
-from jinja2.exceptions import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from tools.m2tiny.common import jinja_env
 
 ROOT = Path(__file__).resolve().parents[2]
 OURS = ROOT / "models" / "m2-tiny" / "chat_template.jinja"
-REFERENCE = ROOT.parent / "shared" / "reference" / "minimax_m2_chat_template.jinja"
+REFERENCE = ROOT / "tests" / "data" / "minimax_m2_chat_template.jinja"
 M2_DEFAULT = "You are a helpful assistant."
 M2_TINY_DEFAULT = "You are a helpful assistant. Your name is m2-tiny and is built by the m2serve project."
 
 
-def _env():
-    def raise_exception(msg):
-        raise TemplateError(msg)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.filters["tojson"] = lambda x, **_: json.dumps(x, ensure_ascii=False)
-    env.globals["raise_exception"] = raise_exception
-    return env
-
-
 def _reference_source():
-    for cand in (REFERENCE, Path("/work/shared/reference/minimax_m2_chat_template.jinja")):
+    for cand in (REFERENCE, ROOT.parent / "shared" / "reference" / "minimax_m2_chat_template.jinja"):
         if cand.exists():
             lines = cand.read_text(encoding="utf-8").split("\n")
             assert lines[131].strip().startswith("{# Fix by ochafik"), "reference line 132 moved"
@@ -42,7 +31,7 @@ def _reference_source():
 
 @pytest.fixture(scope="module")
 def templates():
-    env = _env()
+    env = jinja_env()
     return env.from_string(OURS.read_text(encoding="utf-8")), env.from_string(_reference_source())
 
 
