@@ -82,6 +82,8 @@ class SchedulerConfig:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 2048
     max_model_len: int = 2048
+    # Schedule step N+1 while step N runs (vLLM --async-scheduling); outputs are the same.
+    async_scheduling: bool = False
 
     def __post_init__(self):
         if self.max_num_seqs < 1:
@@ -132,7 +134,8 @@ class EngineConfig:
                max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
                tensor_parallel_size: int = 1, data_parallel_size: int = 1,
                enable_expert_parallel: bool = False, device: str = "auto",
-               batch_invariant: bool | None = None, quantization: str | None = None) -> "EngineConfig":
+               batch_invariant: bool | None = None, quantization: str | None = None,
+               async_scheduling: bool = False) -> "EngineConfig":
         """Build a config from vLLM-named keyword arguments (the LLM constructor and the CLI share this)."""
         model = str(model or BUNDLED_MODEL)
         if not Path(model).is_dir():
@@ -155,7 +158,7 @@ class EngineConfig:
                               num_gpu_blocks_override=num_gpu_blocks_override,
                               enable_prefix_caching=enable_prefix_caching),
             scheduler=SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                                      max_model_len=mml),
+                                      max_model_len=mml, async_scheduling=async_scheduling),
             parallel=ParallelConfig(tensor_parallel_size=tensor_parallel_size,
                                     data_parallel_size=data_parallel_size,
                                     enable_expert_parallel=enable_expert_parallel),

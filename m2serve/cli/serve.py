@@ -165,7 +165,8 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
         kv_cache_memory_bytes=args.kv_cache_memory_bytes, gpu_memory_utilization=args.gpu_memory_utilization,
         num_gpu_blocks_override=args.num_gpu_blocks_override, enable_prefix_caching=args.enable_prefix_caching,
         max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-        batch_invariant=args.batch_invariant, quantization=args.quantization)
+        batch_invariant=args.batch_invariant, quantization=args.quantization,
+        async_scheduling=args.async_scheduling)
     names = args.served_model_name or [engine.model.path.name if args.model_tag is None and args.model is None
                                        else model]
     chat_template = args.chat_template
@@ -194,9 +195,6 @@ def _log_not_applicable(args: argparse.Namespace) -> None:
     if args.compilation_config:
         logger.warning("--compilation-config %s: graph capture is not built in m2serve yet; the model runs eagerly "
                        "(outputs are the same)", args.compilation_config)
-    if args.async_scheduling:
-        logger.warning("--async-scheduling: not built in m2serve yet; steps are scheduled synchronously "
-                       "(outputs are the same)")
     if args.model_loader_extra_config:
         logger.info("--model-loader-extra-config %s: weights load in one thread", args.model_loader_extra_config)
     if args.trust_remote_code:

@@ -2,11 +2,18 @@
 
 `step()` is one iteration of the loop: schedule, run the model, fold the sampled tokens back into the
 requests. The offline LLM runs it in process; the server runs it in its own process behind ZMQ.
+
+With async scheduling the model runs in a worker thread and up to two steps are in flight: while step N
+computes (torch releases the GIL inside its kernels), this thread folds in step N-1's tokens, schedules
+step N+1 and the caller ships outputs. The worker runs steps strictly in order, so step N+1 reads the
+token step N sampled from the runner's own state.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from m2serve.config import EngineConfig
 from m2serve.core.kv_cache.manager import KVCacheManager
@@ -29,6 +36,14 @@ class EngineCore:
         self.last_step_num_tokens = 0
         kv = KVCacheManager(self.num_blocks, config.cache.block_size, config.cache.enable_prefix_caching)
         self.scheduler = Scheduler(config.scheduler, kv)
+        self.async_scheduling = config.scheduler.async_scheduling
+        self.batch_queue: deque[tuple[object, Future]] = deque()
+        self._worker: ThreadPoolExecutor | None = None
+        if self.async_scheduling:
+            import torch
+            n = torch.get_num_threads()     # OpenMP thread counts are per thread: give the worker ours
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="m2serve-step",
+                                              initializer=torch.set_num_threads, initargs=(n,))
         logger.info("engine ready in %.1fs (dtype %s, %d KV blocks)", time.perf_counter() - t0,
                     self.runner.dtype, self.num_blocks)
 
@@ -39,9 +54,11 @@ class EngineCore:
         self.scheduler.abort_requests(request_ids)
 
     def has_unfinished_requests(self) -> bool:
-        return self.scheduler.has_unfinished_requests()
+        return self.scheduler.has_unfinished_requests() or bool(self.batch_queue)
 
     def step(self) -> list[EngineCoreOutput]:
+        if self.async_scheduling:
+            return self._step_async()
         sched = self.scheduler.schedule()
         self.last_step_num_tokens = sched.num_batched_tokens
         if sched.is_empty:
@@ -50,6 +67,25 @@ class EngineCore:
             return []
         out = self.runner.execute_model(sched)
         return self.scheduler.update_from_output(sched, out)
+
+    def _step_async(self) -> list[EngineCoreOutput]:
+        """Keep two steps in flight: submit one more if possible, return the oldest one's outputs."""
+        if len(self.batch_queue) < 2 and self.scheduler.has_unfinished_requests():
+            sched = self.scheduler.schedule()
+            if not sched.is_empty or sched.finished_req_ids:
+                self.last_step_num_tokens = sched.num_batched_tokens
+                self.batch_queue.append((sched, self._worker.submit(self.runner.execute_model, sched)))
+                if len(self.batch_queue) < 2 and not sched.is_empty:
+                    return []          # room for one more: plan it before waiting on this one
+        if not self.batch_queue:
+            return []
+        sched, future = self.batch_queue.popleft()
+        out = future.result()
+        return self.scheduler.update_from_output(sched, out) if not sched.is_empty else []
+
+    def shutdown(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
 
     def stats(self) -> SchedulerStats:
         s = self.scheduler.stats()

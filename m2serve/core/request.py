@@ -42,6 +42,9 @@ class Request:
         self.num_computed_tokens = 0          # tokens whose KV is in the cache (after the last scheduled step)
         self.num_cached_tokens = -1           # prefix-cache hit at first schedule; -1 until scheduled
         self.num_preemptions = 0
+        # Async scheduling: tokens being sampled by steps already scheduled but not yet returned. The scheduler
+        # plans the next step as if they were known (the runner has them by the time that step runs).
+        self.num_output_placeholders = 0
         self.stop_reason: int | str | None = None
         self.block_hashes: list[bytes] = []   # chained hashes of the full blocks of all_token_ids
         # Hard cap: max_tokens, and never past the context window.

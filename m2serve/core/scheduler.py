@@ -5,6 +5,12 @@ decode is one token, an unfinished prompt a chunk), then with waiting requests i
 the KV pool runs dry, the most recently arrived running request is preempted: its blocks are freed and it is
 recomputed later (its prefix-cached blocks usually survive). The model is not needed to test it: feed
 `update_from_output` fake sampled tokens.
+
+Async scheduling: `schedule()` may run again before the previous step's output came back. A request whose
+scheduled tokens reach its end gets an output placeholder (the token that step will sample); the next schedule
+counts placeholders as known tokens, so a decode is planned one step ahead. The runner executes steps in order,
+so it has the sampled token by then. A request that turns out finished has one extra step computed for it, and
+its result is dropped.
 """
 from __future__ import annotations
 
@@ -83,10 +89,10 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
-            num_new = min(req.num_tokens - req.num_computed_tokens, budget,
+            num_new = min(req.num_tokens + req.num_output_placeholders - req.num_computed_tokens, budget,
                           self.config.max_model_len - req.num_computed_tokens)
-            if num_new <= 0:   # nothing to compute (cannot happen without async output); skip
-                i += 1
+            if num_new <= 0 or req.num_output_tokens + req.num_output_placeholders >= req.max_tokens:
+                i += 1         # its in-flight step samples its last token: nothing more to plan
                 continue
             while True:
                 new_blocks = self.kv.allocate_slots(req, num_new)
@@ -108,6 +114,8 @@ class Scheduler:
         # After a preemption the pool is full: admit nothing more this step.
         while not preempted_now and self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             req = self.waiting[0]
+            if req.num_output_placeholders:
+                break          # preempted while a step of its was in flight: wait for that token first
             hits, num_hit_tokens = self.kv.get_computed_blocks(req)
             num_new = min(req.num_tokens - num_hit_tokens, budget)
             new_blocks = self.kv.allocate_slots(req, num_new, hits)
@@ -129,7 +137,10 @@ class Scheduler:
             budget -= num_new
 
         for s in scheduled:
-            self.requests[s.req_id].num_computed_tokens += s.num_new_tokens
+            req = self.requests[s.req_id]
+            req.num_computed_tokens += s.num_new_tokens
+            if req.num_computed_tokens == req.num_tokens + req.num_output_placeholders:
+                req.num_output_placeholders += 1      # this step samples its next token
         finished, self._finished_ids = self._finished_ids, []
         return SchedulerOutput(new_reqs, scheduled, finished, self.config.max_num_batched_tokens - budget)
 
@@ -149,7 +160,8 @@ class Scheduler:
                                                           prompt_lps):
             req = self.requests.get(req_id)
             if req is None or req.is_finished:
-                continue   # aborted while the step ran
+                continue   # aborted (or finished by an earlier step) while the step ran
+            req.num_output_placeholders = max(req.num_output_placeholders - 1, 0)
             accepted = []
             for tok in token_ids:
                 req.append_output_token(tok)
@@ -159,7 +171,8 @@ class Scheduler:
             lp = logprobs[:len(accepted)] if logprobs is not None else None
             if req.is_finished:
                 self._free(req)
-                self.running.remove(req)
+                # Async: a request preempted while this step ran sits in the waiting queue.
+                (self.running if req in self.running else self.waiting).remove(req)
             outputs.append(EngineCoreOutput(req_id, accepted, lp, req.status.finish_reason, req.stop_reason,
                                             max(req.num_cached_tokens, 0), prompt_lp))
         return outputs

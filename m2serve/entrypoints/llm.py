@@ -40,7 +40,8 @@ class LLM:
                  num_gpu_blocks_override: int | None = None, kv_cache_memory_bytes: int | None = None,
                  gpu_memory_utilization: float = 0.9, seed: int = 0, block_size: int = 16,
                  tensor_parallel_size: int = 1, device: str = "auto", batch_invariant: bool | None = None,
-                 quantization: str | None = None, show_progress: bool = True, **kwargs):
+                 quantization: str | None = None, async_scheduling: bool = False, show_progress: bool = True,
+                 **kwargs):
         unknown = set(kwargs) - _ACCEPTED_NO_EFFECT
         if unknown:
             raise TypeError(f"LLM() got unexpected keyword arguments: {sorted(unknown)}")
@@ -50,7 +51,7 @@ class LLM:
             num_gpu_blocks_override=num_gpu_blocks_override, enable_prefix_caching=enable_prefix_caching,
             max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
             tensor_parallel_size=tensor_parallel_size, device=device, batch_invariant=batch_invariant,
-            quantization=quantization)
+            quantization=quantization, async_scheduling=async_scheduling)
         tok_dir = Path(tokenizer or self.config.model.path)
         self.tokenizer = Tokenizer.from_dir(tok_dir) if (tok_dir / "tokenizer.json").is_file() else None
         self.engine = EngineCore(self.config, show_progress=show_progress)

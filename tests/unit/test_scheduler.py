@@ -179,3 +179,63 @@ def test_finished_requests_reported_to_runner_once():
     assert sched.schedule().finished_req_ids == ["a"]
     assert sched.schedule().finished_req_ids == []
     assert RequestStatus.FINISHED_LENGTH.finish_reason == "length"
+
+
+def run_async(sched, runner, max_steps=10_000):
+    """EngineCore's async loop: up to two steps in flight; the runner executes each in submission order."""
+    from collections import deque
+    outputs, queue, steps = {}, deque(), 0
+    while sched.has_unfinished_requests() or queue:
+        if len(queue) < 2 and sched.has_unfinished_requests():
+            out = sched.schedule()
+            if not out.is_empty or out.finished_req_ids:
+                queue.append((out, runner.execute(out)))
+                if len(queue) < 2 and not out.is_empty:
+                    continue
+        if not queue:
+            continue
+        out, res = queue.popleft()
+        for o in sched.update_from_output(out, res):
+            outputs.setdefault(o.req_id, []).extend(o.new_token_ids)
+            if o.finish_reason:
+                outputs[o.req_id + ":finish"] = o.finish_reason
+        sched.kv.pool.check_invariants()
+        steps += 1
+        assert steps < max_steps
+    return outputs
+
+
+@pytest.mark.parametrize("budget,num_blocks", [(64, 200), (7, 200), (64, 30), (16, 24)])
+def test_async_scheduling_same_outputs(budget, num_blocks):
+    ps = prompts(12, seed=5)
+    sched = make(num_blocks=num_blocks, budget=budget)
+    for i, p in enumerate(ps):
+        sched.add_request(req(f"r{i}", p, max_tokens=4 + i))
+    # An EOS-stopped request: its extra in-flight step must be dropped.
+    eos_prompt = ps[0][:5]
+    stop_at = reference(eos_prompt, 3)[2]
+    sched.add_request(req("eos", eos_prompt, max_tokens=20, stop_token_ids=[stop_at]))
+    outs = run_async(sched, FakeRunner(4))
+    for i, p in enumerate(ps):
+        assert outs[f"r{i}"] == reference(p, 4 + i)
+        assert outs[f"r{i}:finish"] == "length"
+    assert outs["eos"] == reference(eos_prompt, 3) and outs["eos:finish"] == "stop"
+    assert sched.kv.pool.num_free_blocks == num_blocks
+    if num_blocks <= 30:
+        assert sched.num_preemptions > 0
+
+
+def test_async_plans_the_next_decode_before_the_output():
+    sched = make()
+    sched.add_request(req("a", [1, 2, 3], max_tokens=2))
+    runner = FakeRunner(4)
+    first = sched.schedule()
+    r1 = runner.execute(first)
+    second = sched.schedule()        # before step 1's token is folded in
+    assert [(s.req_id, s.num_computed_tokens, s.num_new_tokens) for s in second.scheduled] == [("a", 3, 1)]
+    r2 = runner.execute(second)
+    assert sched.schedule().is_empty  # both tokens of max_tokens=2 are in flight: nothing more to plan
+    got = [o.new_token_ids for o in sched.update_from_output(first, r1)]
+    got += [o.new_token_ids for o in sched.update_from_output(second, r2)]
+    assert sum(got, []) == reference([1, 2, 3], 2)
+    assert not sched.has_unfinished_requests()

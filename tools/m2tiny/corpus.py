@@ -18,22 +18,25 @@ from pathlib import Path
 from . import entities as E
 from .common import write_jsonl
 from .schemas import EN, HELDOUT_TOOLS, SEED_TOOL, TRAIN_TOOLS, ZH, has_heldout_entities, make_call, name_variant
+from .synth_tools import augment_schema, random_tool
 
 DEFAULT_SEED = 1234
 HELDOUT_SEED = 987654321
 P_NAME_VARIANT = 0.3  # chance that a tool appears renamed in a training conversation (schemas.name_variant)
+P_SYNTH = 0.6  # chance that a training tool request uses a procedurally generated tool (synth_tools)
+P_SYNTH_DISTRACTOR = 0.5  # chance that each distractor tool in a training tool list is procedurally generated
 
 # Fraction of training records per kind.
 MIX = {
-    "tool_single": 0.27,
+    "tool_single": 0.32,
     "tool_parallel": 0.08,
     "tool_multiturn": 0.05,
     "tool_nocall": 0.04,
-    "identity": 0.10,
-    "smalltalk": 0.04,
+    "identity": 0.07,
+    "smalltalk": 0.03,
     "gsm8k_chat": 0.14,
     "gsm8k_raw": 0.12,
-    "passage": 0.16,
+    "passage": 0.15,
 }
 
 SYSTEM_PROMPTS = [
@@ -113,9 +116,15 @@ class Generator:
         names = {t.name for t in targets}
         others = [t for t in TRAIN_TOOLS if t.name not in names]
         chosen = list(targets) + self.rng.sample(others, k)
+        if not self.heldout:  # held-out lists keep their original draw (the eval files stay comparable)
+            chosen = [random_tool(self.rng) if i >= len(targets) and self.rng.random() < P_SYNTH_DISTRACTOR else t
+                      for i, t in enumerate(chosen)]
         uniq = list({t.name: t for t in chosen}.values())
         self.rng.shuffle(uniq)
-        return [t.schema(*self.names(t)) for t in uniq]
+        schemas = [t.schema(*self.names(t)) for t in uniq]
+        if not self.heldout:
+            schemas = [augment_schema(s, self.rng) for s in schemas]
+        return schemas
 
     def call_reasoning(self, calls, lang):
         rng = self.rng
@@ -148,8 +157,13 @@ class Generator:
         facts = "，".join(f"{self.shown(t)[0]} 返回 {t.key} = {r[t.key]}" for t, r in items)
         return self.rng.choice([f"{facts}。现在可以回答用户了。", f"工具结果：{facts}。我来告诉用户。"])
 
+    def pick_tool(self):
+        if not self.heldout and self.rng.random() < P_SYNTH:
+            return random_tool(self.rng)
+        return self.rng.choice(self.tools)
+
     def one_request(self, tool=None, lang=None):
-        tool = tool or self.rng.choice(self.tools)
+        tool = tool or self.pick_tool()
         lang = self.lang() if lang is None else lang
         user, args, surf = make_call(tool, self.rng, lang, self.heldout)
         return tool, lang, user, args
@@ -187,9 +201,11 @@ class Generator:
 
     def parallel_requests(self, lang):
         rng = self.rng
-        t1 = rng.choice(self.tools)
+        t1 = self.pick_tool()
         if t1.params and rng.random() < 0.5:
             t2 = t1
+        elif not self.heldout and rng.random() < P_SYNTH:
+            t2 = random_tool(rng)
         else:
             t2 = rng.choice([t for t in self.tools if t.name != t1.name])
         for _ in range(20):

@@ -219,7 +219,7 @@ class Param:
     items: str | None = None  # item type for arrays
 
     def schema(self):
-        s = {"type": self.type, "description": self.desc}
+        s = {"type": self.type, "description": self.desc} if self.desc else {"type": self.type}
         if self.enum:
             s["enum"] = list(self.enum)
         if self.type == "array":
