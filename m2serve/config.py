@@ -107,6 +107,65 @@ class ParallelConfig:
             raise ConfigError("enable_expert_parallel=True: expert parallelism is not built yet")
 
 
+_COMPILE_MODES = {"NONE": 0, "STOCK_TORCH_COMPILE": 1, "DYNAMO_TRACE_ONCE": 2, "VLLM_COMPILE": 3}
+_CUDAGRAPH_MODES = {"NONE", "PIECEWISE", "FULL", "FULL_DECODE_ONLY", "FULL_AND_PIECEWISE"}
+# vLLM compilation-config keys that tune CUDA graphs or vLLM's own passes: accepted, nothing to tune here.
+_COMPILE_KEYS_NO_EFFECT = {"cudagraph_capture_sizes", "max_cudagraph_capture_size", "compile_sizes", "backend",
+                           "custom_ops", "splitting_ops", "use_inductor", "pass_config", "inductor_compile_config",
+                           "cudagraph_num_of_warmups", "full_cuda_graph", "debug_dump_path", "cache_dir"}
+
+
+@dataclass(frozen=True)
+class CompilationConfig:
+    """--compilation-config / -O and --enforce-eager.
+
+    m2serve has one compiled mode, on CPU and CUDA alike: regional torch.compile of every decoder layer (norms,
+    projections, QK norm, RoPE, residual adds, router: one graph, reused by all layers); paged attention and the
+    grouped expert matmuls stay eager inside it. vLLM's settings map onto it: a level / mode >= 1 or any
+    cudagraph_mode other than NONE turns it on; level 0, mode NONE, cudagraph_mode NONE alone, or --enforce-eager
+    leave the model eager. The default is eager (measured on CPU: benchmarks/README.md).
+    """
+    level: int = 0
+    ignored_keys: tuple = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.level > 0
+
+    @classmethod
+    def parse(cls, value, enforce_eager: bool = False) -> "CompilationConfig":
+        if value is None or value == {}:
+            level = 0
+        elif isinstance(value, bool) or not isinstance(value, (int, dict)):
+            raise ConfigError(f"compilation_config={value!r}: expected a level 0-3 or a JSON object")
+        elif isinstance(value, int):
+            level = value
+        else:
+            unknown = set(value) - {"level", "mode", "cudagraph_mode"} - _COMPILE_KEYS_NO_EFFECT
+            if unknown:
+                raise ConfigError(f"compilation_config keys {sorted(unknown)} are not known; known: "
+                                  f"{sorted({'level', 'mode', 'cudagraph_mode'} | _COMPILE_KEYS_NO_EFFECT)}")
+            mode = value.get("level", value.get("mode"))
+            if isinstance(mode, str):
+                if mode.upper() not in _COMPILE_MODES:
+                    raise ConfigError(f"compilation_config mode={mode!r}; known: {sorted(_COMPILE_MODES)}")
+                mode = _COMPILE_MODES[mode.upper()]
+            graphs = value.get("cudagraph_mode")
+            if graphs is not None and str(graphs).upper() not in _CUDAGRAPH_MODES:
+                raise ConfigError(f"compilation_config cudagraph_mode={graphs!r}; known: {sorted(_CUDAGRAPH_MODES)}")
+            if mode is None:
+                level = 3 if graphs is not None and str(graphs).upper() != "NONE" else 0
+            elif isinstance(mode, int) and not isinstance(mode, bool):
+                level = mode
+            else:
+                raise ConfigError(f"compilation_config level/mode={mode!r}: expected 0-3 or a mode name")
+            value = {k: v for k, v in value.items() if k in _COMPILE_KEYS_NO_EFFECT}
+        if not 0 <= level <= 3:
+            raise ConfigError(f"compilation level {level}: expected 0-3")
+        ignored = tuple(sorted(value)) if isinstance(value, dict) else ()
+        return cls(0 if enforce_eager else level, ignored)
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     device: str = "auto"
@@ -125,6 +184,7 @@ class EngineConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    compilation: CompilationConfig = field(default_factory=CompilationConfig)
 
     @classmethod
     def create(cls, model: str | None = None, *, dtype: str = "auto", max_model_len: int | None = None,
@@ -135,7 +195,8 @@ class EngineConfig:
                tensor_parallel_size: int = 1, data_parallel_size: int = 1,
                enable_expert_parallel: bool = False, device: str = "auto",
                batch_invariant: bool | None = None, quantization: str | None = None,
-               async_scheduling: bool = False) -> "EngineConfig":
+               async_scheduling: bool = False, compilation_config=None,
+               enforce_eager: bool = False) -> "EngineConfig":
         """Build a config from vLLM-named keyword arguments (the LLM constructor and the CLI share this)."""
         model = str(model or BUNDLED_MODEL)
         if not Path(model).is_dir():
@@ -163,4 +224,5 @@ class EngineConfig:
                                     data_parallel_size=data_parallel_size,
                                     enable_expert_parallel=enable_expert_parallel),
             device=DeviceConfig(device=device),
+            compilation=CompilationConfig.parse(compilation_config, enforce_eager),
         )

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from m2serve.cli.args import add, add_bool, size_arg
+from m2serve.cli.args import add, add_bool, json_arg, size_arg
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -29,6 +29,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     add(g, "--block-size", type=int, default=16)
     add_bool(g, "--enable-prefix-caching", True, "reuse KV blocks of shared prompt prefixes")
     add(g, "--batch-invariant", action="store_true", default=None, help="batch-invariant numerics (slower)")
+    add(g, "--async-scheduling", action="store_true", help="schedule step N+1 while step N runs")
+    add(g, "--compilation-config", "-O", type=json_arg("--compilation-config"), default=None,
+        help="torch.compile the decoder layers (a level 0-3 or vLLM's JSON)")
+    add(g, "--enforce-eager", action="store_true", help="never compile the model")
     add(g, "--device", default="auto", help="auto | cpu | cuda[:N]")
     add(g, "--seed", type=int, default=0)
     add(g, "--trust-remote-code", action="store_true", help="accepted; no remote code is run")
@@ -45,7 +49,8 @@ def build_llm(args):
                kv_cache_memory_bytes=args.kv_cache_memory_bytes, num_gpu_blocks_override=args.num_gpu_blocks_override,
                gpu_memory_utilization=args.gpu_memory_utilization, block_size=args.block_size,
                enable_prefix_caching=args.enable_prefix_caching, batch_invariant=args.batch_invariant,
-               device=args.device, seed=args.seed, show_progress=False)
+               device=args.device, seed=args.seed, async_scheduling=args.async_scheduling,
+               compilation_config=args.compilation_config, enforce_eager=args.enforce_eager, show_progress=False)
 
 
 def random_token_prompts(llm, num: int, input_len: int, output_len: int, range_ratio=0.0, prefix_len: int = 0,

@@ -166,7 +166,8 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
         num_gpu_blocks_override=args.num_gpu_blocks_override, enable_prefix_caching=args.enable_prefix_caching,
         max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
         batch_invariant=args.batch_invariant, quantization=args.quantization,
-        async_scheduling=args.async_scheduling)
+        async_scheduling=args.async_scheduling, compilation_config=args.compilation_config,
+        enforce_eager=args.enforce_eager)
     names = args.served_model_name or [engine.model.path.name if args.model_tag is None and args.model is None
                                        else model]
     chat_template = args.chat_template
@@ -192,9 +193,6 @@ def _log_not_applicable(args: argparse.Namespace) -> None:
             logger.info("--additional-config %s=%s", key, value)
         else:
             logger.warning("--additional-config %s=%s is not a key m2serve knows: not applicable here", key, value)
-    if args.compilation_config:
-        logger.warning("--compilation-config %s: graph capture is not built in m2serve yet; the model runs eagerly "
-                       "(outputs are the same)", args.compilation_config)
     if args.model_loader_extra_config:
         logger.info("--model-loader-extra-config %s: weights load in one thread", args.model_loader_extra_config)
     if args.trust_remote_code:

@@ -30,7 +30,7 @@ class EngineCore:
         self.config = config
         t0 = time.perf_counter()
         self.runner = ModelRunner(config.model, config.cache, config.scheduler, config.device.torch_device,
-                                  show_progress=show_progress)
+                                  show_progress=show_progress, compilation=config.compilation)
         self.num_blocks = self.runner.determine_num_blocks()
         self.runner.init_kv_cache(self.num_blocks)
         self.last_step_num_tokens = 0

@@ -18,7 +18,7 @@ from m2serve.outputs import RequestOutput
 from m2serve.sampling.params import SamplingParams
 
 # vLLM keyword arguments that change nothing here (accepted so existing scripts run unchanged).
-_ACCEPTED_NO_EFFECT = {"trust_remote_code", "tokenizer_mode", "enforce_eager", "disable_log_stats", "swap_space",
+_ACCEPTED_NO_EFFECT = {"trust_remote_code", "tokenizer_mode", "disable_log_stats", "swap_space",
                        "revision", "tokenizer_revision", "download_dir", "load_format"}
 
 PromptType = str | dict[str, Any]
@@ -40,8 +40,8 @@ class LLM:
                  num_gpu_blocks_override: int | None = None, kv_cache_memory_bytes: int | None = None,
                  gpu_memory_utilization: float = 0.9, seed: int = 0, block_size: int = 16,
                  tensor_parallel_size: int = 1, device: str = "auto", batch_invariant: bool | None = None,
-                 quantization: str | None = None, async_scheduling: bool = False, show_progress: bool = True,
-                 **kwargs):
+                 quantization: str | None = None, async_scheduling: bool = False, compilation_config=None,
+                 enforce_eager: bool = False, show_progress: bool = True, **kwargs):
         unknown = set(kwargs) - _ACCEPTED_NO_EFFECT
         if unknown:
             raise TypeError(f"LLM() got unexpected keyword arguments: {sorted(unknown)}")
@@ -51,7 +51,8 @@ class LLM:
             num_gpu_blocks_override=num_gpu_blocks_override, enable_prefix_caching=enable_prefix_caching,
             max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
             tensor_parallel_size=tensor_parallel_size, device=device, batch_invariant=batch_invariant,
-            quantization=quantization, async_scheduling=async_scheduling)
+            quantization=quantization, async_scheduling=async_scheduling, compilation_config=compilation_config,
+            enforce_eager=enforce_eager)
         tok_dir = Path(tokenizer or self.config.model.path)
         self.tokenizer = Tokenizer.from_dir(tok_dir) if (tok_dir / "tokenizer.json").is_file() else None
         self.engine = EngineCore(self.config, show_progress=show_progress)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from m2serve.config import CacheConfig, ModelConfig, SchedulerConfig
+from m2serve.config import CacheConfig, CompilationConfig, ModelConfig, SchedulerConfig
 from m2serve.core.messages import ModelRunnerOutput, NewRequestData, SchedulerOutput, TokenLogprob
 from m2serve.distributed.parallel_state import get_parallel_context
 from m2serve.layers.attention_metadata import AttentionMetadata
@@ -36,7 +36,7 @@ class CachedRequestState:
 
 class ModelRunner:
     def __init__(self, model_config: ModelConfig, cache_config: CacheConfig, scheduler_config: SchedulerConfig,
-                 device: torch.device, show_progress: bool = True):
+                 device: torch.device, show_progress: bool = True, compilation: CompilationConfig | None = None):
         self.model_config = model_config
         self.cache_config = cache_config
         self.scheduler_config = scheduler_config
@@ -49,9 +49,23 @@ class ModelRunner:
                                 parallel=get_parallel_context(), show_progress=show_progress,
                                 quantization=model_config.quantization)
         self.kv_cache_dtype = self.model.kv_cache_dtype      # int8 under C8 (scales live in the attention layers)
+        if compilation is not None and compilation.enabled:
+            self._compile()
         self.sampler = Sampler(seed=model_config.seed)
         self.requests: dict[str, CachedRequestState] = {}
         self.kv_cache: torch.Tensor | None = None
+
+    def _compile(self) -> None:
+        """Regional torch.compile: each decoder layer in place, dynamic in the token count. Paged attention and
+        the expert matmuls are torch.compiler.disable'd inside it; identical layers share one compiled graph."""
+        import torch._dynamo
+
+        # One entry per distinct graph, not per layer; keep room for the few shape/dtype variants.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        for layer in self.model.model.layers:
+            layer.compile(dynamic=True)
+        logger.info("compiled %d decoder layers (torch.compile, dynamic token count; graphs built on first use)",
+                    len(self.model.model.layers))
 
     # -- KV cache -----------------------------------------------------------------------------------
     @property

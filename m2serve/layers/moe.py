@@ -77,6 +77,7 @@ class FusedExperts(nn.Module):
             rows = slice(0, n) if shard_id == "w1" else slice(n, 2 * n)
             param.data[e, rows].copy_(full[lo:lo + n])
 
+    @torch.compiler.disable   # data-dependent group sizes: stays eager inside a compiled layer
     def forward(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor) -> torch.Tensor:
         """x [T, H], topk_ids/weights [T, K] -> this rank's partial output [T, H] (fp32)."""
         T, K = topk_ids.shape

@@ -19,7 +19,9 @@ GREEDY = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
 # Different lengths, so requests finish at different steps (async scheduling drops a finished one's extra step).
 GREEDY_MIXED = [SamplingParams(temperature=0, max_tokens=6 + (7 * i) % 19, ignore_eos=True) for i in range(N_REQ)]
 
-MODES = {"sync": {}, "async": {"async_scheduling": True}}
+MODES = {"sync": {}, "async": {"async_scheduling": True},
+         "compiled": {"compilation_config": {"cudagraph_mode": "FULL_DECODE_ONLY"}},
+         "compiled+async": {"compilation_config": 3, "async_scheduling": True}}
 
 
 @pytest.fixture(params=list(MODES))
