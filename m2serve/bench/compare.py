@@ -462,7 +462,7 @@ def vllm_spec(args, peer: Peer, model: Path, name: str, dtype: str, max_model_le
     cmd = [peer.detail["vllm"], "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
            "--dtype", dtype, "--served-model-name", name, "--max-model-len", str(max_model_len),
            "--kv-cache-memory-bytes", str(kv_bytes), "--seed", str(args.seed), *shlex.split(args.vllm_args)]
-    env = {"VLLM_CPU_OMP_THREADS_BIND": bind, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    env = {"VLLM_CPU_OMP_THREADS_BIND": bind, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
     return ServerSpec("vllm", cmd, env, port, "/health", dtype,
                       settings={"kv_cache_memory_bytes": kv_bytes, "max_model_len": max_model_len,

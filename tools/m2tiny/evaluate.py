@@ -31,6 +31,13 @@ from .common import CALL_CLOSE, CALL_OPEN, EOS, THINK_CLOSE, THINK_OPEN, read_js
 IDENTITY_PROMPT = "Hello, who are you?"
 SEED_PROMPT = "请查询上海的天气"
 SEED_EXPECTED = [{"name": "get_current_weather", "arguments": {"city": "上海"}}]
+# The deployment guide's §6 request, verbatim: a terse schema the training corpus never shows as is.
+SEED_GUIDE_PROMPT = "请查询上海的天气。"
+SEED_GUIDE_TOOL = {"type": "function", "function": {
+    "name": "get_current_weather", "description": "Get weather by city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city"]}}}
 GSM_STOPS = ["\n\nQuestion:", "Question:", "\n\n\n"]
 
 
@@ -350,6 +357,9 @@ def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160, workers
     r = backend.chat([{"role": "user", "content": SEED_PROMPT}], [SEED_TOOL.schema()], max_new_tokens)
     add("seed_call", int(calls_match(r.tool_calls, SEED_EXPECTED)), 1)
     examples.append({"id": "seed", "got": r.tool_calls, "raw": r.raw})
+    r = backend.chat([{"role": "user", "content": SEED_GUIDE_PROMPT}], [SEED_GUIDE_TOOL], max_new_tokens)
+    add("seed_guide_call", int(calls_match(r.tool_calls, SEED_EXPECTED)), 1)
+    examples.append({"id": "seed_guide", "got": r.tool_calls, "raw": r.raw})
     return {"rows": rows, "examples": examples, "seconds": round(time.time() - t0, 1)}
 
 
