@@ -26,3 +26,8 @@ def ascend_only_variables() -> list[str]:
 def batch_invariant() -> bool:
     """M2SERVE_BATCH_INVARIANT=1 (vLLM: VLLM_BATCH_INVARIANT): bitwise batch-invariant numerics by default."""
     return os.environ.get("M2SERVE_BATCH_INVARIANT", "0").lower() in ("1", "true", "yes", "on")
+
+
+def cpu_weight_prepack() -> bool:
+    """M2SERVE_CPU_WEIGHT_PREPACK=0 turns off oneDNN weight prepacking of bf16 matmuls on CPU (on by default)."""
+    return os.environ.get("M2SERVE_CPU_WEIGHT_PREPACK", "1").lower() not in ("0", "false", "no", "off")

@@ -29,12 +29,21 @@ def is_batch_invariant() -> bool:
     return _enabled
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """F.linear, over fixed row tiles when batch invariance is on. x [T, in], weight [out, in] -> [T, out]."""
+def linear(x: torch.Tensor, weight: torch.Tensor, packed: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, over fixed row tiles when batch invariance is on. x [T, in], weight [out, in] -> [T, out].
+    `packed` (layers/prepack.py) is the same weight prepacked for oneDNN; used instead when given."""
+    if packed is not None:
+        from m2serve.layers.prepack import packed_linear
+
+        def mm(t):
+            return packed_linear(t, packed)
+    else:
+        def mm(t):
+            return F.linear(t, weight)
     if not _enabled:
-        return F.linear(x, weight)
+        return mm(x)
     T = x.shape[0]
     pad = (-T) % TILE
     if pad:
         x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
-    return torch.cat([F.linear(tile, weight) for tile in x.split(TILE)])[:T]
+    return torch.cat([mm(tile) for tile in x.split(TILE)])[:T]

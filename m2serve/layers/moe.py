@@ -101,6 +101,8 @@ class FusedExperts(nn.Module):
 
     def float_experts(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """SwiGLU of each contiguous expert slice of xs [N, H] (counts [E_local] rows each) -> [N, H]."""
+        if getattr(self, "packed_experts", None) is not None:
+            return self._experts_loop(xs, counts, self.packed_experts)      # bf16 CPU: oneDNN-prepacked weights
         if self._use_grouped_mm is not False and not is_batch_invariant():
             try:
                 out = self._experts_grouped(xs, counts)
@@ -118,13 +120,14 @@ class FusedExperts(nn.Module):
         gate, up = gate_up.chunk(2, dim=-1)
         return torch._grouped_mm(F.silu(gate) * up, self.w2_weight.transpose(1, 2), offs=offs)  # [N, H]
 
-    def _experts_loop(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    def _experts_loop(self, xs: torch.Tensor, counts: torch.Tensor, packed=None) -> torch.Tensor:
         out = torch.zeros(xs.shape[0], self.hidden_size, dtype=xs.dtype, device=xs.device)
         start = 0
         for e, n in enumerate(counts.tolist()):
             if n:
-                gate, up = linear(xs[start:start + n], self.w13_weight[e]).chunk(2, dim=-1)
-                out[start:start + n] = linear(F.silu(gate) * up, self.w2_weight[e])
+                p13, p2 = packed[e] if packed is not None else (None, None)
+                gate, up = linear(xs[start:start + n], self.w13_weight[e], p13).chunk(2, dim=-1)
+                out[start:start + n] = linear(F.silu(gate) * up, self.w2_weight[e], p2)
                 start += n
         return out
 

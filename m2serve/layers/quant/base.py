@@ -73,9 +73,13 @@ class UnquantizedLinearMethod(LinearMethod):
         make_param(layer, "weight", (out_local, in_local), dtype, loader=layer.weight_loader, output_dim=0,
                    input_dim=1)
 
+    def process_weights_after_loading(self, layer):
+        from m2serve.layers.prepack import prepack
+        layer.packed_weight = prepack(layer.weight)            # bf16 on CPU: oneDNN-blocked copy, else None
+
     def apply(self, layer, x):
         from m2serve.layers.batch_invariant import linear
-        return linear(x, layer.weight)
+        return linear(x, layer.weight, getattr(layer, "packed_weight", None))
 
 
 class MoEMethod(QuantMethod):
@@ -97,6 +101,11 @@ class UnquantizedMoEMethod(MoEMethod):
                    input_dim=2)
         make_param(experts, "w2_weight", (num_local, hidden, i_local), dtype, loader=experts.weight_loader,
                    input_dim=2)
+
+    def process_weights_after_loading(self, experts):
+        from m2serve.layers.prepack import prepack
+        packed = [(prepack(a), prepack(b)) for a, b in zip(experts.w13_weight, experts.w2_weight)]
+        experts.packed_experts = packed if packed and packed[0][0] is not None else None
 
     def apply(self, experts, xs, counts):
         return experts.float_experts(xs, counts)

@@ -1,0 +1,48 @@
+"""oneDNN-prepacked bf16 weights (layers/prepack.py): same results as F.linear, used by the loaded model."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from m2serve.layers.prepack import can_prepack, packed_linear, prepack
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN (mkldnn)")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 16, 37])
+def test_packed_linear_matches_f_linear(rows):
+    g = torch.Generator().manual_seed(rows)
+    w = (torch.randn(96, 64, generator=g) * 0.1).bfloat16()
+    x = torch.randn(rows, 64, generator=g).bfloat16()
+    packed = prepack(w)
+    assert packed is not None
+    got, want = packed_linear(x, packed), F.linear(x, w)
+    assert got.shape == want.shape and got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=1e-2, atol=1e-2)
+
+
+def test_only_bf16_cpu_weights_are_packed(monkeypatch):
+    assert not can_prepack(torch.zeros(4, 4))                       # fp32 stays on F.linear
+    assert can_prepack(torch.zeros(4, 4, dtype=torch.bfloat16))
+    monkeypatch.setenv("M2SERVE_CPU_WEIGHT_PREPACK", "0")
+    assert prepack(torch.zeros(4, 4, dtype=torch.bfloat16)) is None
+
+
+def test_bf16_model_uses_packed_weights_and_matches_unpacked(tiny_model_dir, monkeypatch):
+    from m2serve import LLM, SamplingParams
+
+    prompts = [{"prompt_token_ids": list(range(3, 3 + n))} for n in (1, 7, 20)]
+    greedy = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True, logprobs=0)
+    packed = LLM(str(tiny_model_dir), dtype="bfloat16", kv_cache_memory_bytes=16 << 20, show_progress=False)
+    layer = packed.engine.runner.model.model.layers[0]
+    assert layer.self_attn.q_proj.packed_weight is not None and layer.mlp.experts.packed_experts is not None
+    a = packed.generate(prompts, greedy, use_tqdm=False)
+    monkeypatch.setenv("M2SERVE_CPU_WEIGHT_PREPACK", "0")
+    plain = LLM(str(tiny_model_dir), dtype="bfloat16", kv_cache_memory_bytes=16 << 20, show_progress=False)
+    assert plain.engine.runner.model.model.layers[0].self_attn.q_proj.packed_weight is None
+    b = plain.generate(prompts, greedy, use_tqdm=False)
+    for x, y in zip(a, b):
+        # Same first token; logprobs of the chosen tokens agree to bf16 precision.
+        assert x.outputs[0].token_ids[0] == y.outputs[0].token_ids[0]
+        lx = x.outputs[0].logprobs[0][x.outputs[0].token_ids[0]].logprob
+        ly = y.outputs[0].logprobs[0][y.outputs[0].token_ids[0]].logprob
+        assert abs(lx - ly) < 0.05
