@@ -27,6 +27,7 @@ class ModelConfig:
     served_model_name: str | None = None
     batch_invariant: bool = False        # bitwise-identical results whatever the batch (layers/batch_invariant.py)
     quantization: str | None = None      # "ascend": an msModelSlim W8A8 / W8A8_DYNAMIC / C8 folder (layers/quant/)
+    load_threads: int = 1                # --model-loader-extra-config enable_multithread_load / num_threads
 
     @property
     def path(self) -> Path:
@@ -105,6 +106,23 @@ class ParallelConfig:
             raise ConfigError(f"data_parallel_size={self.data_parallel_size}: data parallelism is not built yet")
         if self.enable_expert_parallel:
             raise ConfigError("enable_expert_parallel=True: expert parallelism is not built yet")
+
+
+def _load_threads(extra: dict | None) -> int:
+    """--model-loader-extra-config (the default loader's keys): {"enable_multithread_load": bool, "num_threads": N}."""
+    extra = extra or {}
+    if not isinstance(extra, dict):
+        raise ConfigError(f"model_loader_extra_config={extra!r}: expected a JSON object")
+    unknown = set(extra) - {"enable_multithread_load", "num_threads"}
+    if unknown:
+        raise ConfigError(f"model_loader_extra_config keys {sorted(unknown)} are not known; known: "
+                          "['enable_multithread_load', 'num_threads']")
+    if not extra.get("enable_multithread_load"):
+        return 1
+    n = extra.get("num_threads", 8)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"model_loader_extra_config num_threads={n!r}: expected a positive integer")
+    return n
 
 
 _COMPILE_MODES = {"NONE": 0, "STOCK_TORCH_COMPILE": 1, "DYNAMO_TRACE_ONCE": 2, "VLLM_COMPILE": 3}
@@ -196,7 +214,7 @@ class EngineConfig:
                enable_expert_parallel: bool = False, device: str = "auto",
                batch_invariant: bool | None = None, quantization: str | None = None,
                async_scheduling: bool = False, compilation_config=None,
-               enforce_eager: bool = False) -> "EngineConfig":
+               enforce_eager: bool = False, model_loader_extra_config: dict | None = None) -> "EngineConfig":
         """Build a config from vLLM-named keyword arguments (the LLM constructor and the CLI share this)."""
         model = str(model or BUNDLED_MODEL)
         if not Path(model).is_dir():
@@ -208,7 +226,7 @@ class EngineConfig:
         quantization = check_quantization_arg(quantization, model)   # the flag and the folder must agree
         model_cfg = ModelConfig(model=model, dtype=dtype, max_model_len=max_model_len, seed=seed,
                                 served_model_name=served_model_name, batch_invariant=batch_invariant,
-                                quantization=quantization)
+                                quantization=quantization, load_threads=_load_threads(model_loader_extra_config))
         mml = model_cfg.resolved_max_model_len
         if max_num_batched_tokens is None:
             max_num_batched_tokens = 2048

@@ -167,7 +167,7 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
         max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
         batch_invariant=args.batch_invariant, quantization=args.quantization,
         async_scheduling=args.async_scheduling, compilation_config=args.compilation_config,
-        enforce_eager=args.enforce_eager)
+        enforce_eager=args.enforce_eager, model_loader_extra_config=args.model_loader_extra_config)
     names = args.served_model_name or [engine.model.path.name if args.model_tag is None and args.model is None
                                        else model]
     chat_template = args.chat_template
@@ -193,8 +193,6 @@ def _log_not_applicable(args: argparse.Namespace) -> None:
             logger.info("--additional-config %s=%s", key, value)
         else:
             logger.warning("--additional-config %s=%s is not a key m2serve knows: not applicable here", key, value)
-    if args.model_loader_extra_config:
-        logger.info("--model-loader-extra-config %s: weights load in one thread", args.model_loader_extra_config)
     if args.trust_remote_code:
         logger.info("--trust-remote-code: accepted; m2serve never runs code from a checkpoint")
     if args.cp_kv_cache_interleave_size != 1:

@@ -168,8 +168,11 @@ class _Checkpoint:
 
 def load_model(model_dir: str | Path, arch: MiniMaxM2Arch, dtype: torch.dtype,
                device: torch.device = torch.device("cpu"), parallel: ParallelContext | None = None,
-               show_progress: bool = True, quantization: str | None = None) -> MiniMaxM2ForCausalLM:
-    """quantization: None, or "ascend" for an msModelSlim folder (required there, refused elsewhere)."""
+               show_progress: bool = True, quantization: str | None = None,
+               num_threads: int = 1) -> MiniMaxM2ForCausalLM:
+    """quantization: None, or "ascend" for an msModelSlim folder (required there, refused elsewhere).
+    num_threads > 1 (--model-loader-extra-config '{"enable_multithread_load": true, "num_threads": N}') reads and
+    copies tensors on N threads: safetensors reads from the page cache and torch copies release the GIL."""
     model_dir = Path(model_dir)
     quant_config = load_quant_config(model_dir, arch, quantization)
     block = _check_quantization(arch.quantization_config)
@@ -178,7 +181,7 @@ def load_model(model_dir: str | Path, arch: MiniMaxM2Arch, dtype: torch.dtype,
         model = MiniMaxM2ForCausalLM(arch, dtype, parallel, quant_config=quant_config)
     with ExitStack() as stack:
         ckpt = _Checkpoint(_checkpoint_files(model_dir), stack)
-        _WeightFiller(model, ckpt, block, arch).run(show_progress)
+        _WeightFiller(model, ckpt, block, arch).run(show_progress, num_threads)
     return model.eval()
 
 
@@ -199,18 +202,30 @@ class _WeightFiller:
                              for s in ("w1", "w2", "w3") for suffix in mod.mlp.experts.quant_method.param_suffixes}
         self.original_layout = any(".block_sparse_moe." in n for n in ckpt.order)
 
-    def run(self, show_progress: bool) -> None:
-        for name in tqdm(self.ckpt.order, desc="Loading weights", unit="tensor", disable=not show_progress):
-            try:
-                self._load(name)
-            except CheckpointError as e:
-                if name in str(e):
-                    raise
-                raise CheckpointError(f"{name}: {e}") from None
+    def run(self, show_progress: bool, num_threads: int = 1) -> None:
+        names = tqdm(self.ckpt.order, desc="Loading weights", unit="tensor", disable=not show_progress)
+        if num_threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # Each tensor goes to its own parameter (or its own expert slice): the loads are independent.
+            with ThreadPoolExecutor(num_threads, thread_name_prefix="m2serve-load") as pool:
+                for _ in pool.map(self._load_named, names):
+                    pass
+        else:
+            for name in names:
+                self._load_named(name)
         self._check_complete()
         if self.arch.tie_word_embeddings:
             self.model.lm_head.weight.data.copy_(self.model.model.embed_tokens.weight.data)
         self._process_after_loading()
+
+    def _load_named(self, name: str) -> None:
+        try:
+            self._load(name)
+        except CheckpointError as e:
+            if name in str(e):
+                raise
+            raise CheckpointError(f"{name}: {e}") from None
 
     def _process_after_loading(self) -> None:
         """Each quant method's post-load step (fp32 scale copies, checks), errors naming the layer."""

@@ -300,3 +300,19 @@ def test_expert_parallel_ranks_hold_disjoint_experts_that_sum_to_the_moe(origina
     ids, weights = moe.route(x)
     partial = sum(r.model.layers[0].mlp.experts(x, ids, weights) for r in ranks)
     torch.testing.assert_close(partial.to(x.dtype), moe(x), atol=1e-6, rtol=0)
+
+
+def test_multithread_load_is_identical(original_dir, reference_state):
+    model = load_model(original_dir, MiniMaxM2Arch.from_dir(original_dir), torch.float32, show_progress=False,
+                       num_threads=4)
+    assert_same_state({k: v for k, v in model.state_dict().items()}, reference_state)
+
+
+def test_model_loader_extra_config_is_checked():
+    from m2serve.config import _load_threads
+    assert _load_threads(None) == 1 and _load_threads({"enable_multithread_load": False, "num_threads": 8}) == 1
+    assert _load_threads({"enable_multithread_load": True, "num_threads": 16}) == 16
+    with pytest.raises(ConfigError, match="num_thread"):
+        _load_threads({"enable_multithread_load": True, "num_thread": 16})
+    with pytest.raises(ConfigError, match="positive integer"):
+        _load_threads({"enable_multithread_load": True, "num_threads": 0})
