@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from m2serve.cli.args import add, add_bool, json_arg, size_arg
+from m2serve.cli.args import add, add_bool, compilation_arg, size_arg
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     add_bool(g, "--enable-prefix-caching", True, "reuse KV blocks of shared prompt prefixes")
     add(g, "--batch-invariant", action="store_true", default=None, help="batch-invariant numerics (slower)")
     add(g, "--async-scheduling", action="store_true", help="schedule step N+1 while step N runs")
-    add(g, "--compilation-config", "-O", type=json_arg("--compilation-config"), default=None,
+    add(g, "--compilation-config", "-O", type=compilation_arg, default=None,
         help="torch.compile the decoder layers (a level 0-3 or vLLM's JSON)")
     add(g, "--enforce-eager", action="store_true", help="never compile the model")
     add(g, "--device", default="auto", help="auto | cpu | cuda[:N]")

@@ -37,6 +37,16 @@ def json_arg(flag: str):
     return parse
 
 
+def compilation_arg(text: str):
+    """--compilation-config / -O: a JSON object, or a bare level (vLLM's -O3, -O 0)."""
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    return json_arg("--compilation-config")(text)
+
+
+compilation_arg.__name__ = "JSON or level"
+
+
 def size_arg(text: str) -> int:
     """Integers with k/m/g suffixes (vLLM accepts --max-model-len 32k)."""
     t = text.strip().lower()

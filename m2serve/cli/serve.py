@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from m2serve import envs
-from m2serve.cli.args import add, add_bool, json_arg, size_arg
+from m2serve.cli.args import add, add_bool, compilation_arg, json_arg, size_arg
 from m2serve.config import BUNDLED_MODEL, EngineConfig
 
 logger = logging.getLogger("m2serve.serve")
@@ -60,7 +60,7 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
     add(p, "--enforce-eager", action="store_true", help="never compile the model")
     add(p, "--batch-invariant", action="store_true", default=None,
         help="bitwise-identical results whatever the batch (slower; env M2SERVE_BATCH_INVARIANT=1)")
-    add(p, "--compilation-config", "-O", type=json_arg("--compilation-config"), default=None)
+    add(p, "--compilation-config", "-O", type=compilation_arg, default=None)
     add(p, "--async-scheduling", action="store_true")
     add(p, "--additional-config", type=json_arg("--additional-config"), default=None)
     add(p, "--model-loader-extra-config", type=json_arg("--model-loader-extra-config"), default=None)

@@ -64,3 +64,17 @@ def test_cli_process_exits_2_with_message(tiny_model_dir):
     r = subprocess.run([sys.executable, "-m", "m2serve.cli.main", "serve", str(tiny_model_dir),
                         "--tensor-parallel-size", "8"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--tensor-parallel-size 8" in r.stderr
+
+
+def test_compilation_and_async_flags_reach_the_engine(tiny_model_dir):
+    cfg = build_server_config(parse(tiny_model_dir, "-O3", "--async-scheduling"))
+    assert cfg.engine.compilation.enabled and cfg.engine.scheduler.async_scheduling
+    cfg = build_server_config(parse(tiny_model_dir, "--compilation-config", '{"cudagraph_mode": "FULL_DECODE_ONLY"}',
+                                    "--enforce-eager"))
+    assert not cfg.engine.compilation.enabled
+    assert build_server_config(parse(tiny_model_dir, "-O", "0")).engine.compilation.level == 0
+    with pytest.raises(Exception, match="cudagraph_mode"):
+        build_server_config(parse(tiny_model_dir, "--compilation-config", '{"cudagraph_mode": "SOMETIMES"}'))
+    cfg = build_server_config(parse(tiny_model_dir, "--model-loader-extra-config",
+                                    '{"enable_multithread_load": true, "num_threads": 4}'))
+    assert cfg.engine.model.load_threads == 4
