@@ -10,7 +10,8 @@ import pytest
 from tools.m2tiny import corpus, entities
 from tools.m2tiny.common import SPECIAL_TOKENS, render_chat
 from tools.m2tiny.data import collate, encode_records, make_batches, record_text
-from tools.m2tiny.schemas import HELDOUT_TOOLS, SEED_TOOL, TRAIN_TOOLS, VERB_SYNONYMS, camel, placeholders
+from tools.m2tiny.catalog import HELDOUT_TOOLS, SEED_TOOL, TRAIN_TOOLS
+from tools.m2tiny.schemas import VERB_SYNONYMS, camel, placeholders
 
 N_TRAIN = 1200
 

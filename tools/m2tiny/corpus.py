@@ -5,7 +5,7 @@ template, or raw completion text {"kind": "gsm8k_raw", "text", "bos"}. Everythin
 `python -m tools.m2tiny.corpus --n 2000 --seed 1234 --out DIR` writes train.jsonl and eval/*.jsonl.
 
 Held-out split: its own seed, the HELDOUT part of every entity pool (tools/m2tiny/entities.py) and the held-out
-tool schemas (schemas.HELDOUT_TOOLS); none of these strings occur in the training records.
+tool schemas (catalog.HELDOUT_TOOLS); none of these strings occur in the training records.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from . import entities as E
 from .common import write_jsonl
-from .schemas import EN, HELDOUT_TOOLS, SEED_TOOL, TRAIN_TOOLS, ZH, has_heldout_entities, make_call, name_variant
+from .catalog import HELDOUT_TOOLS, SEED_TOOL, TRAIN_TOOLS
+from .schemas import EN, ZH, has_heldout_entities, make_call, name_variant
 from .synth_tools import augment_schema, random_tool
 
 DEFAULT_SEED = 1234

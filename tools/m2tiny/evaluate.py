@@ -298,7 +298,7 @@ def gsm_extract(text):
 def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160, workers=1) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
-    from .schemas import SEED_TOOL
+    from .catalog import SEED_TOOL
 
     eval_dir = Path(eval_dir)
     rows = {}
