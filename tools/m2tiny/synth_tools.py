@@ -141,7 +141,7 @@ def _param(rng, kind, used):
     desc = rng.choice(["", f"The {_words(pname)}", f"{_words(pname).capitalize()} to use"])
     param = Param(pname, type_, desc, lambda r, lang, heldout, g=gen, p=pname: g(r, lang, p),
                   enum=enum, items="string" if type_ == "array" else None)
-    return param, kind
+    return param
 
 
 def _function_name(rng, verb_syn, snake):
@@ -160,9 +160,9 @@ def _function_name(rng, verb_syn, snake):
     return name
 
 
-def random_tool(rng: random.Random, exclude=()) -> Tool:
+def random_tool(rng: random.Random) -> Tool:
     """One never-seen-before tool: random topic, verb, spelling, parameters, phrasings and result key."""
-    snake, noun_en, noun_zh = rng.choice([t for t in TOPICS if t[0] not in exclude])
+    snake, noun_en, noun_zh = rng.choice(TOPICS)
     verb = rng.choice(list(VERBS))
     syns, en_open, zh_open = VERBS[verb]
     name = _function_name(rng, rng.choice(syns), snake)
@@ -170,7 +170,7 @@ def random_tool(rng: random.Random, exclude=()) -> Tool:
     kinds = rng.sample(list(PARAM_KINDS), nparams)
     params, used = [], set()
     for i, k in enumerate(kinds):
-        p, _ = _param(rng, k, used)
+        p = _param(rng, k, used)
         used.add(p.name)
         p.required = i == 0 or rng.random() < 0.5
         params.append(p)
