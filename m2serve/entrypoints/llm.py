@@ -160,6 +160,12 @@ class LLM:
                         bar.update(1)
                 if not outputs and not self.engine.has_unfinished_requests() and pending:
                     raise RuntimeError(f"engine idle with unfinished requests {sorted(pending)}")
+        except BaseException:
+            # A failed step (or Ctrl-C) must not leave this call's requests queued: the next generate() would run
+            # them against state the failure left half-updated.
+            for rid in pending:
+                self.engine.abort_requests(self.output_processor.abort(rid))
+            raise
         finally:
             bar.close()
         return [finished[r] for r in request_ids]

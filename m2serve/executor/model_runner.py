@@ -111,7 +111,8 @@ class ModelRunner:
         for new in sched.new_requests:
             gen = None
             if new.sampling_params.seed is not None:
-                gen = torch.Generator(device="cpu").manual_seed(new.sampling_params.seed)
+                # On the logits' device: a CPU generator cannot drive sampling from CUDA logits.
+                gen = torch.Generator(device=self.device).manual_seed(new.sampling_params.seed)
             self.requests[new.req_id] = CachedRequestState(new.req_id, list(new.prompt_token_ids),
                                                            len(new.prompt_token_ids), new, gen)
         for s in sched.scheduled:

@@ -29,6 +29,26 @@ def is_batch_invariant() -> bool:
     return _enabled
 
 
+ROW_ALIGN = 64
+
+
+def rowwise(fn, x: torch.Tensor) -> torch.Tensor:
+    """fn(x) for an elementwise fn on a contiguous x [T, ...], with each row's result independent of T.
+
+    PyTorch's CPU elementwise loops run whole SIMD blocks through SLEEF (exp, sigmoid, silu, ...) and the last
+    numel % block elements through the scalar libm function; the two differ in the last bit. On a contiguous
+    [T, E] tensor which elements fall in that tail depends on T, so a row's value depends on its batch. With
+    the rows padded to a multiple of 64, numel is a multiple of every block size (16 floats on AVX2, 32 on
+    AVX-512) and every element takes the SIMD path."""
+    if not _enabled:
+        return fn(x)
+    T = x.shape[0]
+    pad = (-T) % ROW_ALIGN
+    if pad:
+        x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
+    return fn(x)[:T]
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, packed: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear, over fixed row tiles when batch invariance is on. x [T, in], weight [out, in] -> [T, out].
     `packed` (layers/prepack.py) is the same weight prepacked for oneDNN; used instead when given."""

@@ -11,6 +11,8 @@ bf16 weights take twice their memory on CPU; M2SERVE_CPU_WEIGHT_PREPACK=0 turns 
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from m2serve import envs
@@ -18,9 +20,21 @@ from m2serve import envs
 PACK_BATCH_HINT = 16   # oneDNN picks the blocking for about this many rows; any row count runs
 
 
+@functools.cache
+def cpu_supports_packed_bf16() -> bool:
+    """oneDNN's bf16 linear needs AVX-512 (bw/vl/dq) or AVX-NE-CONVERT; on a plain AVX2 CPU the reorder raises,
+    and bf16 weights stay on F.linear there."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def can_prepack(weight: torch.Tensor) -> bool:
     return (weight.device.type == "cpu" and weight.dtype == torch.bfloat16 and weight.dim() == 2
-            and torch.backends.mkldnn.is_available() and envs.cpu_weight_prepack())
+            and envs.cpu_weight_prepack() and cpu_supports_packed_bf16())
 
 
 def prepack(weight: torch.Tensor) -> torch.Tensor | None:

@@ -118,3 +118,27 @@ def test_chat_renders_template(llm):
                    SamplingParams(temperature=0, max_tokens=4), use_tqdm=False)[0]
     assert out.prompt.startswith("]~!b[]~b]system") and out.prompt.endswith("]~b]ai\n<think>\n")
     assert len(out.outputs[0].token_ids) >= 1
+
+
+def test_failed_step_leaves_no_request_behind(llm, monkeypatch):
+    """A step that raises (a device error, say) aborts that call's requests; the next call is unaffected."""
+    greedy = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
+    want = [o.outputs[0].token_ids for o in llm.generate([_ids(9, 3), _ids(4, 4)], greedy, use_tqdm=False)]
+    runner = llm.engine.runner
+    real = runner.execute_model
+    calls = {"n": 0}
+
+    def flaky(sched):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("injected device failure")
+        return real(sched)
+
+    monkeypatch.setattr(runner, "execute_model", flaky)
+    with pytest.raises(RuntimeError, match="injected"):
+        llm.generate([_ids(9, 3), _ids(4, 4)], greedy, use_tqdm=False)
+    monkeypatch.setattr(runner, "execute_model", real)
+    assert not llm.engine.has_unfinished_requests()
+    got = [o.outputs[0].token_ids for o in llm.generate([_ids(9, 3), _ids(4, 4)], greedy, use_tqdm=False)]
+    assert got == want
+    assert llm.engine.scheduler.kv.pool.num_free_blocks == llm.engine.num_blocks

@@ -57,6 +57,36 @@ def test_heldout_entities_and_tools_never_in_training(train_records):
     assert not leaked, leaked
 
 
+def test_copy_drills_and_random_names(tmp_path):
+    """Opt-in corpus options (recipe sweeps): copy drills in the mix, procedurally generated cities and people.
+    They stay off by default, never produce a held-out string, and do not leak into the next corpus."""
+    with pytest.raises(ValueError, match="unknown corpus kind"):
+        corpus.parse_mix("nonsense=1")
+    corpus.write_corpus(tmp_path, 500, seed=3, eval_sizes=(4, 4, 4), mix=corpus.parse_mix("recall=0.3,echo=0.3"),
+                        random_names=0.8)
+    recs = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    kinds = {r["kind"] for r in recs}
+    assert {"recall", "echo"} <= kinds
+    for r in recs:
+        sys_msg, user, ans = r["messages"][0]["content"], r["messages"][-2]["content"], r["messages"][-1]["content"]
+        if r["kind"] == "recall":
+            assert any(line.endswith(ans) for line in sys_msg.splitlines())   # the answer is the looked-up value
+        elif r["kind"] == "echo":
+            assert user.endswith(ans)
+    pooled = {e for pair in entities.pool("city", False) + entities.pool("person", False) for e in pair}
+    text = json.dumps(recs, ensure_ascii=False)
+    fresh = {c["function"]["arguments"].get(k) for r in recs if r["kind"] == "tool_single"
+             for m in r["messages"] for c in m.get("tool_calls") or [] for k in ("city", "location", "name")}
+    assert fresh - pooled - {None}, "random names were not drawn"
+    held = entities.heldout_strings()
+    assert not [s for s in held if (re.search(r"(?<![A-Za-z])" + re.escape(s) + r"(?![A-Za-z])", text)
+                                    if s.isascii() else s in text)]
+    # The knob is reset: a default corpus afterwards is the same as one built before.
+    assert json.dumps(corpus.build_train(60, seed=5)) == json.dumps(corpus.build_train(60, seed=5))
+    assert not [r for r in corpus.build_train(300, seed=5) if r["kind"] in corpus.DRILLS]
+    assert entities._RANDOM_RATE == 0.0
+
+
 def test_heldout_eval_uses_heldout_material():
     h = corpus.build_heldout(n_calls=60, n_results=30, n_gsm=30)
     held_names = {t.name for t in HELDOUT_TOOLS}

@@ -40,6 +40,8 @@ MIX = {
     "passage": 0.15,
 }
 
+DRILLS = ("recall", "echo")  # copy drills, off in the default mix
+
 SYSTEM_PROMPTS = [
     ("You are a helpful assistant.", EN), ("You are a concise assistant. Keep answers short.", EN),
     ("You are a helpful assistant that can use tools.", EN), ("Answer the user's questions accurately.", EN),
@@ -542,7 +544,7 @@ class Generator:
             sents = []
             for tpl in rng.sample(pool, rng.randint(2, 5)):
                 sents.append(tpl.format(
-                    city=rng.choice(E.pool("city", self.heldout))[lang], person=rng.choice(E.pool("person", self.heldout))[lang],
+                    city=E.draw(rng, "city", self.heldout)[lang], person=E.draw(rng, "person", self.heldout)[lang],
                     adj=rng.choice(self.ADJ)[lang], num=rng.randint(1000, 90000), num2=rng.randint(2, 90),
                     dish=rng.choice(E.pool("dish", self.heldout))[lang], topic=rng.choice(E.pool("topic", self.heldout))[lang],
                     item=rng.choice(E.pool("item", self.heldout))[lang], time=f"{rng.randint(6, 22):02d}:{rng.choice(['00', '30'])}"))
@@ -577,6 +579,62 @@ class Generator:
                                     {"role": "assistant", "content": answer, "reasoning_content": reasoning}]
         return {"kind": "passage", "messages": msgs, "tools": None}
 
+    # ------------------------------------------------------------ copy drills (opt-in through the mix)
+    def _ident(self):
+        rng = self.rng
+        r = rng.random()
+        if r < 0.4:
+            return self._code()
+        en, zh = E.random_entity(rng)
+        if r < 0.7:
+            return en
+        return zh if r < 0.85 else f"{random_tool(rng).name}"
+
+    def _code(self):
+        rng = self.rng
+        letters = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(rng.randint(1, 3)))
+        return letters + str(rng.randint(10, 99999))
+
+    def recall(self):
+        """Associative recall: a list of key -> value lines in the system prompt, the user asks for one key."""
+        rng = self.rng
+        lang = self.lang(0.4)
+        keys = []
+        while len(keys) < rng.randint(2, 6):
+            k = self._ident()
+            if k not in keys:
+                keys.append(k)
+        vals = [self._ident() for _ in keys]
+        i = rng.randrange(len(keys))
+        table = "\n".join(rng.choice(["{k}: {v}", "- {k} = {v}", "{k} -> {v}"]).format(k=k, v=v) for k, v in zip(keys, vals))
+        if lang == EN:
+            system = rng.choice(["Reference table:\n", "Known values:\n", ""]) + table
+            user = rng.choice(["What is the value for {k}?", "Look up {k}.", "{k}?", "Which value belongs to {k}?"])
+            reasoning = f"The table lists {keys[i]} with the value {vals[i]}."
+        else:
+            system = rng.choice(["对照表：\n", "已知数据：\n", ""]) + table
+            user = rng.choice(["{k} 对应的值是什么？", "查一下 {k}。", "{k}？"])
+            reasoning = f"表中 {keys[i]} 对应 {vals[i]}。"
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": user.format(k=keys[i])},
+                {"role": "assistant", "content": vals[i], "reasoning_content": reasoning}]
+        return {"kind": "recall", "messages": msgs, "tools": None}
+
+    def echo(self):
+        """Repeat a short list of never-seen names and codes exactly."""
+        rng = self.rng
+        lang = self.lang(0.4)
+        items = [self._ident() for _ in range(rng.randint(1, 6))]
+        text = rng.choice([", ", " ", "; "]).join(items)
+        if lang == EN:
+            user = rng.choice(["Repeat exactly: {t}", "Say this back to me: {t}", "Copy: {t}"]).format(t=text)
+            reasoning = "I repeat the text exactly."
+        else:
+            user = rng.choice(["请原样重复：{t}", "照抄：{t}"]).format(t=text)
+            reasoning = "原样重复。"
+        msgs = self.system(lang) + [{"role": "user", "content": user},
+                                    {"role": "assistant", "content": text, "reasoning_content": reasoning}]
+        return {"kind": "echo", "messages": msgs, "tools": None}
+
     # ------------------------------------------------------------ the seed example
     def seed_example(self, exact=False):
         """User asks for the weather in 上海 with exactly the get_current_weather(city) schema."""
@@ -594,15 +652,17 @@ class Generator:
             "tool_single": self.tool_single, "tool_parallel": self.tool_parallel,
             "tool_multiturn": self.tool_multiturn, "tool_nocall": self.tool_nocall,
             "identity": self.identity, "smalltalk": self.smalltalk, "gsm8k_chat": self.gsm8k_chat,
-            "gsm8k_raw": self.gsm8k_raw, "passage": self.passage,
+            "gsm8k_raw": self.gsm8k_raw, "passage": self.passage, "recall": self.recall, "echo": self.echo,
         }[kind]()
 
 
-def build_train(n: int, seed: int = DEFAULT_SEED) -> list:
-    """n training records (plus a few forced seed-check examples), deterministic in seed."""
+def build_train(n: int, seed: int = DEFAULT_SEED, mix: dict | None = None) -> list:
+    """n training records (plus a few forced seed-check examples), deterministic in seed. mix: kind -> weight
+    (default MIX; the copy drills "recall" and "echo" are only in a mix that names them)."""
     g = Generator(seed)
-    kinds = list(MIX)
-    weights = [MIX[k] for k in kinds]
+    mix = {k: w for k, w in (mix or MIX).items() if w > 0}
+    kinds = list(mix)
+    weights = [mix[k] for k in kinds]
     out = [g.make(g.rng.choices(kinds, weights)[0]) for _ in range(n)]
     # Guarantee the seed phrasing: "请查询上海的天气" with the get_current_weather(city) schema.
     for i in range(max(8, n // 400)):
@@ -648,10 +708,26 @@ def build_heldout(seed: int = HELDOUT_SEED, n_calls=200, n_results=120, n_gsm=20
     return {"tool_calls": calls, "tool_results": results, "gsm8k": gsm}
 
 
-def write_corpus(out_dir, n, seed=DEFAULT_SEED, heldout_seed=HELDOUT_SEED, eval_sizes=(200, 120, 200)):
+def parse_mix(spec: str) -> dict:
+    """'tool_single=0.4,recall=0.1' -> MIX with those weights replaced or added."""
+    mix = dict(MIX)
+    for part in filter(None, (p.strip() for p in (spec or "").split(","))):
+        kind, _, w = part.partition("=")
+        if kind not in MIX and kind not in DRILLS:
+            raise ValueError(f"unknown corpus kind {kind!r}; known: {sorted(MIX) + sorted(DRILLS)}")
+        mix[kind] = float(w)
+    return mix
+
+
+def write_corpus(out_dir, n, seed=DEFAULT_SEED, heldout_seed=HELDOUT_SEED, eval_sizes=(200, 120, 200),
+                 mix: dict | None = None, random_names: float = 0.0):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train = build_train(n, seed)
+    E.set_random_rate(random_names)
+    try:
+        train = build_train(n, seed, mix)
+    finally:
+        E.set_random_rate(0.0)
     write_jsonl(out / "train.jsonl", train)
     held = build_heldout(heldout_seed, *eval_sizes)
     for name, rows in held.items():
@@ -668,8 +744,12 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--heldout-seed", type=int, default=HELDOUT_SEED)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--mix", default="", help="override kind weights, e.g. 'tool_single=0.4,recall=0.1'")
+    ap.add_argument("--random-names", type=float, default=0.0,
+                    help="chance that a training city/person is a procedurally generated name")
     a = ap.parse_args(argv)
-    print(json.dumps(write_corpus(a.out, a.n, a.seed, a.heldout_seed), indent=1))
+    print(json.dumps(write_corpus(a.out, a.n, a.seed, a.heldout_seed, mix=parse_mix(a.mix),
+                                  random_names=a.random_names), indent=1))
 
 
 if __name__ == "__main__":

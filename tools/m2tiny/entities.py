@@ -196,3 +196,44 @@ def heldout_strings() -> set[str]:
             out.add(en)
             out.add(zh)
     return out
+
+
+# ---------------------------------------------------------------- procedurally generated names
+# A 28 M model memorises a pool of 70 city names instead of learning to copy them from the request. With
+# RANDOM_RATE > 0 the training corpus also draws cities and people that exist only in one record, so copying is the
+# only way to get them right. 0 (the default) keeps the corpus byte-identical to the builds that shipped.
+RANDOMISED_POOLS = ("city", "person")
+_ONSETS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "st", "tr", "sh"]
+_VOWELS = ["a", "e", "i", "o", "u", "ai", "ou", "ea"]
+_CODAS = ["", "", "", "n", "r", "l", "s", "m", "th"]
+_ZH_SYLLABLES = "阿巴卡达加拉马纳帕萨塔瓦亚扎贝德格赫克莱梅内佩雷斯特维泽波多戈科罗莫诺索托沃佐布杜古胡库鲁穆努普苏图乌尔恩伦森顿"
+_RANDOM_RATE = 0.0
+
+
+def set_random_rate(p: float) -> None:
+    global _RANDOM_RATE
+    _RANDOM_RATE = float(p)
+
+
+def _held_chars() -> set:
+    return {ch for s in heldout_strings() if not s.isascii() for ch in s}
+
+
+def random_entity(rng) -> tuple:
+    """A never-seen (english, chinese) proper name; never a held-out string, never a held-out character."""
+    held_lower = {s.lower() for s in heldout_strings()}
+    chars = [c for c in _ZH_SYLLABLES if c not in _held_chars()]
+    while True:
+        en = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.randint(1, 2))) + rng.choice(_CODAS)
+        en = en.capitalize()
+        if len(en) >= 4 and en.lower() not in held_lower:
+            break
+    zh = "".join(rng.choice(chars) for _ in range(rng.randint(2, 4)))
+    return en, zh
+
+
+def draw(rng, name: str, heldout: bool) -> tuple:
+    """One (english, chinese) entry of pool `name`; for training, sometimes a random name (see set_random_rate)."""
+    if _RANDOM_RATE > 0 and not heldout and name in RANDOMISED_POOLS and rng.random() < _RANDOM_RATE:
+        return random_entity(rng)
+    return rng.choice(pool(name, heldout))

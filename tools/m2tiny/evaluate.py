@@ -181,11 +181,12 @@ def chat_result_from_text(raw: str, stopped: bool, tools) -> ChatResult:
 
 
 class TransformersBackend:
-    """Runs the exported folder with transformers (MiniMaxM2ForCausalLM.from_pretrained) on CPU."""
+    """Runs the exported folder with transformers (MiniMaxM2ForCausalLM.from_pretrained), on CPU one request at a
+    time; on a GPU (device="cuda", recipe sweeps) requests are decoded in left-padded batches."""
 
     name = "transformers"
 
-    def __init__(self, model_dir, threads=2, experts="grouped_mm"):
+    def __init__(self, model_dir, threads=2, experts="grouped_mm", device="cpu", batch_size=64):
         import torch
         from tokenizers import Tokenizer
         from transformers import MiniMaxM2ForCausalLM
@@ -195,9 +196,14 @@ class TransformersBackend:
         torch.set_num_threads(threads)
         self.torch = torch
         self.dir = Path(model_dir)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
         self.model = MiniMaxM2ForCausalLM.from_pretrained(str(self.dir), dtype=torch.float32,
-                                                          experts_implementation=experts)
+                                                          experts_implementation=experts).to(self.device)
         self.model.eval()
+        if self.device.type != "cpu":
+            from .train import ensure_experts_run
+            ensure_experts_run(self.model, self.device)
         self.tok = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
         self.eos = self.tok.token_to_id(EOS)
         self.template = jinja_env().from_string((self.dir / "chat_template.jinja").read_text(encoding="utf-8"))
@@ -229,10 +235,48 @@ class TransformersBackend:
         text = self.tok.decode(new, skip_special_tokens=False)
         return text, stopped
 
+    def _generate_batch(self, prompts: list, max_new_tokens: int) -> list:
+        """Greedy, left-padded batches; [(text, stopped)] in order. Only used off CPU (see chat_many)."""
+        torch = self.torch
+        out = []
+        for lo in range(0, len(prompts), self.batch_size):
+            seqs = [self.tok.encode(p, add_special_tokens=False).ids for p in prompts[lo:lo + self.batch_size]]
+            T = max(len(q) for q in seqs)
+            x = torch.zeros(len(seqs), T, dtype=torch.long)
+            att = torch.zeros(len(seqs), T, dtype=torch.long)
+            for r, q in enumerate(seqs):
+                x[r, T - len(q):] = torch.tensor(q)
+                att[r, T - len(q):] = 1
+            with torch.no_grad():
+                gen = self.model.generate(x.to(self.device), attention_mask=att.to(self.device),
+                                          max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.eos,
+                                          pad_token_id=0)
+            for row in gen[:, T:].tolist():
+                stopped = self.eos in row
+                new = row[:row.index(self.eos)] if stopped else row
+                out.append((self.tok.decode(new, skip_special_tokens=False), stopped))
+        return out
+
     def chat(self, messages, tools=None, max_new_tokens=160) -> ChatResult:
         prompt = self.template.render(messages=messages, tools=tools, add_generation_prompt=True)
         raw, stopped = self._generate(prompt, max_new_tokens)
         return chat_result_from_text(raw, stopped, tools)
+
+    def chat_many(self, items, max_new_tokens=160) -> list:
+        """items: [(messages, tools)]. Batched on a GPU; one by one on CPU (bit-identical to chat())."""
+        if self.device.type == "cpu":
+            return [self.chat(m, t, max_new_tokens) for m, t in items]
+        prompts = [self.template.render(messages=m, tools=t, add_generation_prompt=True) for m, t in items]
+        return [chat_result_from_text(raw, stopped, t)
+                for (raw, stopped), (_, t) in zip(self._generate_batch(prompts, max_new_tokens), items)]
+
+    def complete_many(self, prompts, max_new_tokens=160, stop=()) -> list:
+        if self.device.type == "cpu":
+            return [self.complete(p, max_new_tokens, stop) for p in prompts]
+        texts = [t for t, _ in self._generate_batch(list(prompts), max_new_tokens)]
+        for s in stop:
+            texts = [t.split(s)[0] for t in texts]
+        return texts
 
     def complete(self, prompt, max_new_tokens=160, stop=()) -> str:
         text, _ = self._generate(prompt, max_new_tokens, stop)
@@ -308,6 +352,11 @@ def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160, workers
         """Requests run concurrently against a server (its continuous batching); in order for a local model."""
         return list(pool.map(fn, items)) if workers > 1 else [fn(x) for x in items]
 
+    def chats(items, max_new):
+        if hasattr(backend, "chat_many"):
+            return backend.chat_many([(it["messages"], it["tools"]) for it in items], max_new)
+        return pmap(lambda it: backend.chat(it["messages"], it["tools"], max_new), items)
+
     def add(name, ok, n):
         rows[name] = {"correct": ok, "n": n, "score": ok / n if n else float("nan")}
 
@@ -315,7 +364,7 @@ def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160, workers
     calls = read_jsonl(eval_dir / "tool_calls.jsonl")[:limit]
     per = {}
     examples = []
-    results = pmap(lambda it: backend.chat(it["messages"], it["tools"], max_new_tokens), calls)
+    results = chats(calls, max_new_tokens)
     invalid = sum(any("__invalid_json__" in c["arguments"] for c in r.tool_calls) for r in results)
     for i, (it, r) in enumerate(zip(calls, results)):
         ok = calls_match(r.tool_calls, it["expected"])
@@ -332,17 +381,21 @@ def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160, workers
 
     res = read_jsonl(eval_dir / "tool_results.jsonl")[:limit]
     ok = 0
-    for it, r in zip(res, pmap(lambda it: backend.chat(it["messages"], it["tools"], max_new_tokens), res)):
+    for it, r in zip(res, chats(res, max_new_tokens)):
         ok += bool(r.content) and it["expected_value"] in r.content
     add("tool_result_key_value", ok, len(res))
     log(f"tool results done ({time.time() - t0:.0f}s)")
 
     gsm = read_jsonl(eval_dir / "gsm8k.jsonl")[:limit]
     ok_c = ok_chat = 0
-    texts = pmap(lambda it: backend.complete(f"Question: {it['question']}\nAnswer:", max_new_tokens, GSM_STOPS), gsm)
-    chats = pmap(lambda it: backend.chat([{"role": "user", "content": it["question"]}], None, max_new_tokens + 64),
-                 gsm)
-    for it, text, r in zip(gsm, texts, chats):
+    if hasattr(backend, "complete_many"):
+        texts = backend.complete_many([f"Question: {it['question']}\nAnswer:" for it in gsm], max_new_tokens, GSM_STOPS)
+    else:
+        texts = pmap(lambda it: backend.complete(f"Question: {it['question']}\nAnswer:", max_new_tokens, GSM_STOPS),
+                     gsm)
+    gsm_chats = chats([{"messages": [{"role": "user", "content": it["question"]}], "tools": None} for it in gsm],
+                      max_new_tokens + 64)
+    for it, text, r in zip(gsm, texts, gsm_chats):
         ok_c += gsm_extract(text) == it["target"]
         ok_chat += gsm_extract(r.content) == it["target"]
     add("gsm8k_completion", ok_c, len(gsm))
@@ -380,6 +433,7 @@ def main(argv=None):
     ap.add_argument("--served-model", default="m2-tiny")
     ap.add_argument("--limit", type=int, default=50, help="items per set")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="transformers backend device (cuda decodes in batches)")
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--workers", type=int, default=16, help="concurrent requests (openai backend)")
     ap.add_argument("--json-out", help="write the results here as JSON")
@@ -387,7 +441,7 @@ def main(argv=None):
     if a.backend == "transformers":
         if not a.model:
             ap.error("--model is required for the transformers backend")
-        backend = TransformersBackend(a.model, a.threads)
+        backend = TransformersBackend(a.model, a.threads, device=a.device)
     else:
         backend = OpenAIBackend(a.base_url, a.served_model)
     eval_dir = a.eval_dir or (Path(a.model) / "eval")

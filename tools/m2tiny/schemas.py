@@ -31,7 +31,7 @@ def join_list(items, lang):
 
 def g_pool(name):
     def gen(rng, lang, heldout):
-        v = rng.choice(E.pool(name, heldout))[lang]
+        v = E.draw(rng, name, heldout)[lang]
         return v, v
     gen.pool_name = name
     return gen

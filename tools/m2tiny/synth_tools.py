@@ -88,7 +88,7 @@ def _words(name):
 # A parameter kind: (name options, type, gen(rng, lang, pname) -> (value, surface), English clause, Chinese clause,
 # Chinese clause position). Clauses use {v} for the surface and {w} for the parameter name in words.
 def _pool_gen(pool):
-    return lambda rng, lang, pname: (lambda v: (v, v))(rng.choice(E.pool(pool, False))[lang])
+    return lambda rng, lang, pname: (lambda v: (v, v))(E.draw(rng, pool, False)[lang])
 
 
 ENUM_SETS = [["fast", "standard", "slow"], ["low", "medium", "high"], ["asc", "desc"], ["daily", "weekly", "monthly"],

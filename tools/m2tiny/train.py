@@ -46,6 +46,24 @@ def build_model(arch: dict, experts_implementation: str = "grouped_mm", seed: in
     return model
 
 
+def ensure_experts_run(model, device) -> str:
+    """Fall back to eager experts when the chosen implementation fails on this device (a GPU's grouped_mm may not
+    take fp32); probed with one tiny forward and backward. Returns the implementation in use."""
+    import torch
+
+    impl = getattr(model.config, "experts_implementation", None) or getattr(model.config, "_experts_implementation", "")
+    try:
+        x = torch.ones(1, 8, dtype=torch.long, device=device)
+        model(input_ids=x, use_cache=False).logits.float().sum().backward()
+        model.zero_grad(set_to_none=True)
+        return str(impl)
+    except Exception as e:  # pragma: no cover - depends on the torch build and device
+        print(f"experts implementation {impl!r} failed on {device} ({type(e).__name__}: {e}); using eager", flush=True)
+        model.zero_grad(set_to_none=True)
+        model.set_experts_implementation("eager")
+        return "eager"
+
+
 def step_loss(model, ids, mask):
     """Mean cross-entropy over positions whose NEXT token is supervised. ids/mask: [b, T] tensors."""
     import torch.nn.functional as F
@@ -135,7 +153,17 @@ def train(args) -> dict:
     ids, mask, offsets = load_encoded(args.data)
     lengths = (offsets[1:] - offsets[:-1]).tolist()
     arch = dict(PRESETS[args.preset])
-    model = build_model(arch, args.experts, args.seed)
+    for kv in args.arch:
+        key, _, value = kv.partition("=")
+        if key not in arch:
+            raise ValueError(f"--arch {kv!r}: unknown field; known: {sorted(arch)}")
+        arch[key] = type(arch[key])(float(value)) if isinstance(arch[key], (int, float)) else value
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # recipe sweeps (tools/m2tiny/sweep.py), not the shipped build
+    model = build_model(arch, args.experts, args.seed).to(device)
+    if device.type != "cpu":
+        ensure_experts_run(model, device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -147,6 +175,7 @@ def train(args) -> dict:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         arch = ck["arch"]
         model.load_state_dict(ck["model"])
+        model.to(device)
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
         torch.set_rng_state(ck["torch_rng"])
@@ -166,8 +195,12 @@ def train(args) -> dict:
     argd = vars(args)
 
     def progress():
-        p_time = state["seconds"] / budget
-        return max(p_time, state["step"] / args.max_steps) if args.max_steps else p_time
+        p = state["seconds"] / budget
+        if args.max_steps:
+            p = max(p, state["step"] / args.max_steps)
+        if args.max_tokens:
+            p = max(p, state["tokens"] / args.max_tokens)
+        return p
 
     while not state["done"]:
         batches = make_batches(lengths, args.batch_tokens, args.seed, state["epoch"])
@@ -180,18 +213,18 @@ def train(args) -> dict:
             for g in opt.param_groups:
                 g["lr"] = lr
             x, m = collate(ids, mask, offsets, batches[state["batch"]])
-            x, m = torch.from_numpy(x), torch.from_numpy(m)
-            valid = torch.zeros_like(m)
+            valid = np.zeros_like(m)
             for r, i in enumerate(batches[state["batch"]]):
                 valid[r, : lengths[i]] = True
-            balancer.valid = valid.reshape(-1)
+            n_tok = int(valid.sum())
+            x, m = torch.from_numpy(x).to(device), torch.from_numpy(m).to(device)
+            balancer.valid = torch.from_numpy(valid).reshape(-1).to(device)
             loss, n_sup = step_loss(model, x, m)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
             imbalance = balancer.update()
-            n_tok = int(valid.sum())
             state["step"] += 1
             state["batch"] += 1
             state["tokens"] += n_tok
@@ -232,8 +265,11 @@ def parser():
     ap.add_argument("--data", required=True, help="encoded corpus (.npz from data.encode_file)")
     ap.add_argument("--ckpt-dir", required=True)
     ap.add_argument("--preset", default="m2-tiny", help="model shape in modelcfg.PRESETS")
+    ap.add_argument("--arch", action="append", default=[], help="override one preset field, e.g. --arch rope_theta=10000")
     ap.add_argument("--minutes", type=float, default=90.0, help="training time budget")
     ap.add_argument("--max-steps", type=int, default=0, help="optional step budget (step-based LR schedule)")
+    ap.add_argument("--max-tokens", type=int, default=0, help="optional token budget (token-based LR schedule)")
+    ap.add_argument("--device", default="cpu", help="cpu (the shipped build) or cuda (recipe sweeps)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--lr", type=float, default=1.5e-3)
