@@ -186,6 +186,13 @@ def train(args) -> dict:
             state["done"] = False
     elif args.resume:
         print(f"--resume: no checkpoint at {ckpt_path}; starting fresh")
+    if args.init and not (args.resume and ckpt_path.exists()):
+        # Curriculum stages: weights from an earlier run, fresh optimizer, schedule and data position.
+        ck = torch.load(args.init, map_location="cpu", weights_only=False)
+        if ck["arch"] != arch:
+            raise ValueError(f"--init {args.init}: its shape {ck['arch']} is not this run's {arch}")
+        model.load_state_dict(ck["model"])
+        print(f"initialised from {args.init} (step {ck['state']['step']}, {ck['state']['tokens']} tokens)")
     model.train()
     balancer = RouterBalancer(model, args.bias_gamma)
     budget = args.minutes * 60.0
@@ -281,6 +288,7 @@ def parser():
     ap.add_argument("--ckpt-minutes", type=float, default=10.0)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", help="start from this checkpoint's weights (a curriculum stage); optimizer starts fresh")
     return ap
 
 
