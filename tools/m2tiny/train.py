@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 
-def build_model(arch: dict, experts_implementation: str = "grouped_mm", seed: int = 0):
+def build_model(arch: dict, experts_implementation: str = "grouped_mm", seed: int = 0, qk_norm_init: float = 1.0):
     import torch
     from transformers import MiniMaxM2ForCausalLM
 
@@ -38,6 +38,12 @@ def build_model(arch: dict, experts_implementation: str = "grouped_mm", seed: in
 
     torch.manual_seed(seed)
     model = MiniMaxM2ForCausalLM(hf_config(arch))
+    if qk_norm_init != 1.0:
+        # The full-width QK RMSNorms fix |q| and |k|, so at init a head's logits stay near N(0, 1) and sharp
+        # (copying) attention waits for the norm weights to grow; a larger start scales the logits by its square.
+        for layer in model.model.layers:
+            for norm in (layer.self_attn.q_norm, layer.self_attn.k_norm):
+                torch.nn.init.constant_(norm.weight, qk_norm_init)
     try:
         model.set_experts_implementation(experts_implementation)
     except Exception as e:  # pragma: no cover - depends on the torch build
@@ -161,7 +167,7 @@ def train(args) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # recipe sweeps (tools/m2tiny/sweep.py), not the shipped build
-    model = build_model(arch, args.experts, args.seed).to(device)
+    model = build_model(arch, args.experts, args.seed, args.qk_norm_init).to(device)
     if device.type != "cpu":
         ensure_experts_run(model, device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -288,6 +294,7 @@ def parser():
     ap.add_argument("--ckpt-minutes", type=float, default=10.0)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--qk-norm-init", type=float, default=1.0, help="initial q_norm/k_norm weight")
     ap.add_argument("--init", help="start from this checkpoint's weights (a curriculum stage); optimizer starts fresh")
     return ap
 
