@@ -299,3 +299,48 @@ def test_parse_tool_calls_types_and_parallel():
     assert calls[0]["arguments"] == {"on": True, "brightness": 40}
     assert not calls_match(calls, [{"name": "set_lights", "arguments": {"on": True, "brightness": 41}}])
     assert parse_tool_calls("no calls here", tools) == ("no calls here", [])
+
+
+def test_trainer_token_budget_arch_override_and_init(train_records, tok, tmp_path):
+    """The trainer's sweep flags: --max-tokens ends the run on tokens, --arch overrides a preset field (kept in
+    the checkpoint), --qk-norm-init sets the QK norm weights, --init starts a stage from another run's weights."""
+    import torch
+
+    from tools.m2tiny import data, train
+
+    (ids, mask, off), _ = encode_records(train_records[:60], tok)
+    data.save_encoded(tmp_path / "d.npz", ids, mask, off)
+    base = ["--data", str(tmp_path / "d.npz"), "--preset", "smoke", "--threads", "1", "--minutes", "5",
+            "--batch-tokens", "2048", "--log-every", "1000"]
+    a = train.train(train.parser().parse_args(base + ["--ckpt-dir", str(tmp_path / "a"), "--max-tokens", "3000",
+                                                      "--arch", "rope_theta=10000", "--qk-norm-init", "2.5"]))
+    assert 3000 <= a["tokens"] < 3000 + 2048
+    ck = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+    assert ck["arch"]["rope_theta"] == 10000.0
+    assert ck["model"]["model.layers.0.self_attn.q_norm.weight"].mean().item() != 1.0
+    with pytest.raises(ValueError, match="unknown field"):
+        train.train(train.parser().parse_args(base + ["--ckpt-dir", str(tmp_path / "x"), "--arch", "nope=1"]))
+    with pytest.raises(ValueError, match="is not this run's"):     # a different shape cannot seed this run
+        train.train(train.parser().parse_args(base + ["--ckpt-dir", str(tmp_path / "y"), "--max-tokens", "100",
+                                                      "--init", str(tmp_path / "a" / "last.pt")]))
+    b = train.train(train.parser().parse_args(base + ["--ckpt-dir", str(tmp_path / "b"), "--max-tokens", "100",
+                                                      "--arch", "rope_theta=10000", "--max-steps", "1", "--lr", "0",
+                                                      "--init", str(tmp_path / "a" / "last.pt")]))
+    assert b["steps"] == 1
+    kb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    w = "model.layers.1.self_attn.q_proj.weight"
+    assert torch.equal(kb["model"][w], ck["model"][w])                # lr 0: exactly the weights it started from
+
+
+def test_sweep_runs_a_recipe_end_to_end(tmp_path):
+    """tools/m2tiny/sweep.py on CPU with the smoke shape: corpus -> encode -> train -> export -> evaluate."""
+    from tools.m2tiny import sweep
+    from tools.m2tiny.common import DEFAULT_OUT
+
+    recipe = {"name": "r", "n": 80, "max_tokens": 4000, "batch_tokens": 2048, "preset": "smoke", "minutes": 1,
+              "mix": "recall=0.2,echo=0.2", "random_names": 0.5}
+    res = sweep.run_one(recipe, tmp_path, DEFAULT_OUT, "cpu", eval_limit=1, threads=1)
+    assert res["train"]["tokens"] >= 4000 and {"recall", "echo"} <= set(res["corpus"]["kinds"])
+    assert {"tool_call", "tool_result_key_value", "gsm8k_chat", "seed_guide_call"} <= set(res["rows"])
+    assert (tmp_path / "r" / "model" / "model.safetensors").exists() and (tmp_path / "r" / "result.json").exists()
+    assert "r" in sweep.table([res])
