@@ -22,6 +22,8 @@ if [ ! -f "$CONV_DIR/convert_hf_to_gguf.py" ]; then
   tar -xzf build/peers/sdist/llama_cpp_python-*.tar.gz -C build/peers/sdist
   rm -rf "$CONV_DIR" && cp -r build/peers/sdist/llama_cpp_python-*/vendor/llama.cpp "$CONV_DIR"
 fi
+# The converter reads config.json through transformers' AutoConfig (no torchvision: it breaks that import here).
+"$VENV/bin/python" -c "import transformers" 2>/dev/null || "$VENV/bin/pip" install -q transformers
 # llama.cpp's converter wants rotary_dim and scoring_func in config.json (m2serve checkpoints carry both).
 "$VENV/bin/python" "$CONV_DIR/convert_hf_to_gguf.py" "$MODEL" --outfile "$OUT" --outtype "$OUTTYPE"
 echo "GGUF: $OUT (serve with: $VENV/bin/python -m llama_cpp.server --model $OUT --n_threads 2)"
