@@ -299,8 +299,12 @@ async def benchmark(args, *, api_url: str, base_url: str, model_id: str, model_n
                                     logprobs=args.logprobs, ignore_eos=args.ignore_eos, extra_body=extra_body,
                                     extra_headers=headers, request_id=request_id)
 
+        def rid(suffix: str) -> str:
+            # In-process callers (bench compare) can ask for UUIDs: llama_cpp.server rejects other x-request-ids.
+            return str(uuid.uuid4()) if getattr(args, "request_id_uuid", False) else f"{prefix}{suffix}"
+
         print("Starting initial single prompt test run...")
-        test_input = make_input(requests[0], f"{prefix}test")
+        test_input = make_input(requests[0], rid("test"))
         deadline = time.monotonic() + max(args.ready_check_timeout_sec, 0)
         while True:
             test_output = await async_request(client, test_input, chat)
@@ -321,7 +325,7 @@ async def benchmark(args, *, api_url: str, base_url: str, model_id: str, model_n
 
             async def warm(i):
                 async with semaphore:
-                    return await async_request(client, make_input(requests[0], f"{prefix}warmup-{i}"), chat, wbar)
+                    return await async_request(client, make_input(requests[0], rid(f"warmup-{i}")), chat, wbar)
             await asyncio.gather(*(warm(i) for i in range(args.num_warmups)))
             if wbar is not None:
                 wbar.close()
@@ -354,7 +358,7 @@ async def benchmark(args, *, api_url: str, base_url: str, model_id: str, model_n
             delay = start + offsets[i] - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(limited(make_input(req, f"{prefix}{i}"), time.perf_counter())))
+            tasks.append(asyncio.create_task(limited(make_input(req, rid(str(i))), time.perf_counter())))
         outputs = await asyncio.gather(*tasks)
         if pbar is not None:
             pbar.close()

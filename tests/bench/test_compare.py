@@ -188,6 +188,8 @@ def test_peer_commands_record_their_settings(tmp_path):
     assert (ns.base_url, ns.served_model_name, ns.result_filename) == (f"http://127.0.0.1:{llama.port}", "m",
                                                                        "llama.cpp.json")
     assert ns.extra_body["logit_bias"] == {"2": -1e9} and ns.save_result and ns.tokenizer == str(tmp_path)
+    # llama_cpp.server answers 400 to an x-request-id that is not a UUID (vLLM's "bench-...-N" ids)
+    assert ns.request_id_uuid and not C.serve_namespace(a, vllm, tmp_path, "m", tmp_path / "run").request_id_uuid
 
 
 # ---- running engines -------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def llama_spec(args, peer: Peer, model: Path, name: str, max_model_len: int, eos
         extra["logit_bias"] = {str(i): -1e9 for i in eos_ids}
     dtype = gguf_dtype(peer.detail["gguf"])
     return ServerSpec("llama.cpp", cmd, {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}, port, "/v1/models", dtype,
-                      extra_body=extra,
+                      extra_body=extra, uuid_request_ids=True,
                       settings={"n_ctx": max_model_len, "n_threads": threads, "parallel_slots": 1,
                                 "interrupt_requests": False,
                                 "note": "llama_cpp.server has no parallel-slot option (llama.cpp's own llama-server "

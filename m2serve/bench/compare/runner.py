@@ -49,6 +49,7 @@ def serve_namespace(args, spec: ServerSpec, model: Path, name: str, run_dir: Pat
     ns.result_dir, ns.result_filename, ns.label = str(run_dir), f"{spec.engine}.json", spec.engine
     ns.metadata = list(args.metadata or []) + [f"engine={spec.engine}", f"dtype={spec.dtype}"]
     ns.extra_body = {**spec.extra_body, **(args.extra_body or {})}
+    ns.request_id_uuid = spec.uuid_request_ids
     ns.header = None
     return ns
 

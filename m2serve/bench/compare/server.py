@@ -28,6 +28,7 @@ class ServerSpec:
     dtype: str
     extra_body: dict = field(default_factory=dict)   # merged into every request body
     settings: dict = field(default_factory=dict)     # recorded choices (threads, KV, slots, ...)
+    uuid_request_ids: bool = False                   # llama_cpp.server answers 400 to an x-request-id not a UUID
 
 
 class ServerProcess:
