@@ -30,8 +30,7 @@ from torch import nn
 
 from m2serve.distributed.parallel_state import ParallelContext, get_parallel_context
 from m2serve.errors import CheckpointError
-from m2serve.layers import batch_invariant
-from m2serve.layers.batch_invariant import is_batch_invariant, linear
+from m2serve.layers.batch_invariant import is_batch_invariant, linear, rowwise
 from m2serve.layers.linear import ReplicatedLinear, default_weight_loader
 from m2serve.layers.quant.base import MoEMethod, UnquantizedMoEMethod, conform
 
@@ -149,7 +148,7 @@ class MiniMaxM2MoE(nn.Module):
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [T, H] -> (topk_ids [T, K] int64, topk_weights [T, K] fp32)."""
-        scores = batch_invariant.rowwise(torch.sigmoid, self.gate(x.float()))   # [T, E] fp32
+        scores = rowwise(torch.sigmoid, self.gate(x.float()))          # [T, E] fp32
         _, ids = torch.topk(scores + self.e_score_correction_bias, self.top_k, dim=-1)   # bias picks only
         weights = scores.gather(1, ids)                                      # [T, K] unbiased scores
         return ids, weights / weights.sum(-1, keepdim=True)

@@ -7,6 +7,8 @@ shared (dates, numbers, units, ...): generalisation to unseen values of those is
 
 from __future__ import annotations
 
+import functools
+
 CITIES_TRAIN = [
     ("Paris", "巴黎"), ("London", "伦敦"), ("Tokyo", "东京"), ("Beijing", "北京"), ("Shanghai", "上海"),
     ("New York", "纽约"), ("Berlin", "柏林"), ("Madrid", "马德里"), ("Rome", "罗马"), ("Sydney", "悉尼"),
@@ -215,14 +217,17 @@ def set_random_rate(p: float) -> None:
     _RANDOM_RATE = float(p)
 
 
-def _held_chars() -> set:
-    return {ch for s in heldout_strings() if not s.isascii() for ch in s}
+@functools.cache
+def _name_material() -> tuple[frozenset, str]:
+    """(held-out strings lowercased, the Chinese syllables no held-out string uses): computed once, not per name."""
+    held = heldout_strings()
+    held_chars = {ch for s in held if not s.isascii() for ch in s}
+    return frozenset(s.lower() for s in held), "".join(c for c in _ZH_SYLLABLES if c not in held_chars)
 
 
 def random_entity(rng) -> tuple:
     """A never-seen (english, chinese) proper name; never a held-out string, never a held-out character."""
-    held_lower = {s.lower() for s in heldout_strings()}
-    chars = [c for c in _ZH_SYLLABLES if c not in _held_chars()]
+    held_lower, chars = _name_material()
     while True:
         en = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.randint(1, 2))) + rng.choice(_CODAS)
         en = en.capitalize()

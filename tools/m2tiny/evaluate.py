@@ -357,6 +357,11 @@ def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160, workers
             return backend.chat_many([(it["messages"], it["tools"]) for it in items], max_new)
         return pmap(lambda it: backend.chat(it["messages"], it["tools"], max_new), items)
 
+    def completes(prompts, max_new, stop):
+        if hasattr(backend, "complete_many"):
+            return backend.complete_many(prompts, max_new, stop)
+        return pmap(lambda p: backend.complete(p, max_new, stop), prompts)
+
     def add(name, ok, n):
         rows[name] = {"correct": ok, "n": n, "score": ok / n if n else float("nan")}
 
@@ -388,11 +393,7 @@ def evaluate(backend, eval_dir, limit=50, log=print, max_new_tokens=160, workers
 
     gsm = read_jsonl(eval_dir / "gsm8k.jsonl")[:limit]
     ok_c = ok_chat = 0
-    if hasattr(backend, "complete_many"):
-        texts = backend.complete_many([f"Question: {it['question']}\nAnswer:" for it in gsm], max_new_tokens, GSM_STOPS)
-    else:
-        texts = pmap(lambda it: backend.complete(f"Question: {it['question']}\nAnswer:", max_new_tokens, GSM_STOPS),
-                     gsm)
+    texts = completes([f"Question: {it['question']}\nAnswer:" for it in gsm], max_new_tokens, GSM_STOPS)
     gsm_chats = chats([{"messages": [{"role": "user", "content": it["question"]}], "tools": None} for it in gsm],
                       max_new_tokens + 64)
     for it, text, r in zip(gsm, texts, gsm_chats):

@@ -181,7 +181,6 @@ def train(args) -> dict:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         arch = ck["arch"]
         model.load_state_dict(ck["model"])
-        model.to(device)
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
         torch.set_rng_state(ck["torch_rng"])
