@@ -28,6 +28,11 @@ def batch_invariant() -> bool:
     return os.environ.get("M2SERVE_BATCH_INVARIANT", "0").lower() in ("1", "true", "yes", "on")
 
 
+def cpu_kernels() -> bool:
+    """M2SERVE_CPU_KERNELS=0 turns off m2serve's compiled few-row matmul kernels for CPU decode (on by default)."""
+    return os.environ.get("M2SERVE_CPU_KERNELS", "1").lower() not in ("0", "false", "no", "off")
+
+
 def cpu_weight_prepack() -> bool:
     """M2SERVE_CPU_WEIGHT_PREPACK=0 turns off oneDNN weight prepacking of bf16 matmuls on CPU (on by default)."""
     return os.environ.get("M2SERVE_CPU_WEIGHT_PREPACK", "1").lower() not in ("0", "false", "no", "off")

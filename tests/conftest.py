@@ -7,6 +7,15 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cpu_kernels_built():
+    """Build m2serve's CPU kernels once, up front (about a minute on a fresh machine), so the first server a test
+    starts does not spend its startup timeout compiling them."""
+    from m2serve.layers import cpu_kernels
+
+    return cpu_kernels.get()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A random transformers MiniMax-M2 (fp32, random routing bias, partial RoPE, GQA) with a tiny tokenizer."""

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m2serve.layers import cpu_kernels
 from m2serve.layers.attention_metadata import AttentionMetadata
 from m2serve.layers.batch_invariant import is_batch_invariant
 from m2serve.layers.quant.base import FloatKVCache, KVCacheMethod
@@ -85,6 +86,11 @@ class Attention(nn.Module):
         B, nkv, g, d = q.shape[0], self.num_kv_heads, self.group, self.head_dim
         bs = meta.block_size
         seq_lens = meta.seq_lens[:B]
+        kernel = self._cpu_kernel(k_cache)
+        if kernel is not None:
+            # CPU: the compiled kernel reads each request's blocks in place (no gather, no copies).
+            return cpu_kernels.decode_attention(kernel, q, k_cache, v_cache, meta.block_tables,
+                                                meta.seq_lens_tensor(B), self.scale)
         n_blocks = -(-max(seq_lens) // bs)
         S = n_blocks * bs                                                 # padded context length
         # index_select over whole blocks: about 1.5x faster than advanced indexing k_cache[table] on CPU.
@@ -100,6 +106,13 @@ class Attention(nn.Module):
         scores.masked_fill_(pad[:, None, None, :], float("-inf"))
         probs = torch.softmax(scores, dim=-1).to(values.dtype)            # [B, nkv, g, S]
         return torch.matmul(probs, values).reshape(B, nkv * g, d)         # [B, nh, d]
+
+    def _cpu_kernel(self, k_cache: torch.Tensor):
+        if k_cache.device.type != "cpu" or not isinstance(self.kv_cache_method, FloatKVCache):
+            return None
+        if k_cache.dtype not in (torch.float32, torch.bfloat16):
+            return None
+        return cpu_kernels.get()
 
     def _exact(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
                i: int) -> torch.Tensor:

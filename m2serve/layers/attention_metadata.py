@@ -7,7 +7,7 @@ requests (exactly one new token) come first: rows 0..num_decodes-1 are one token
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,6 +20,13 @@ class AttentionMetadata:
     block_tables: torch.Tensor       # [B, max_blocks_per_req] int64, padded with 0 (never read past seq_len)
     num_decodes: int                 # requests 0..num_decodes-1 have query_len == 1
     block_size: int
+    _seq_lens_t: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def seq_lens_tensor(self, n: int) -> torch.Tensor:
+        """seq_lens[:n] as an int64 CPU tensor, made once per step (every layer reads it)."""
+        if self._seq_lens_t is None:
+            self._seq_lens_t = torch.tensor(self.seq_lens, dtype=torch.int64)
+        return self._seq_lens_t[:n]
 
     @property
     def num_reqs(self) -> int:

@@ -30,6 +30,7 @@ from torch import nn
 
 from m2serve.distributed.parallel_state import ParallelContext, get_parallel_context
 from m2serve.errors import CheckpointError
+from m2serve.layers import cpu_kernels
 from m2serve.layers.batch_invariant import is_batch_invariant, linear, rowwise
 from m2serve.layers.linear import ReplicatedLinear, default_weight_loader
 from m2serve.layers.quant.base import MoEMethod, UnquantizedMoEMethod, conform
@@ -103,6 +104,10 @@ class FusedExperts(nn.Module):
         """SwiGLU of each contiguous expert slice of xs [N, H] (counts [E_local] rows each) -> [N, H]."""
         if getattr(self, "packed_experts", None) is not None:
             return self._experts_loop(xs, counts, self.packed_experts)      # bf16 CPU: oneDNN-prepacked weights
+        kernel = getattr(self, "cpu_kernel", None)
+        if (kernel is not None and xs.shape[0] <= cpu_kernels.EXPERT_MAX_MEAN_ROWS * self.num_local
+                and not is_batch_invariant()):
+            return cpu_kernels.experts(kernel, xs, counts, self.w13_weight, self.w2_weight)   # decode on CPU
         if self._use_grouped_mm is not False and not is_batch_invariant():
             try:
                 out = self._experts_grouped(xs, counts)

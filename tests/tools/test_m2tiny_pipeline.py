@@ -344,3 +344,52 @@ def test_sweep_runs_a_recipe_end_to_end(tmp_path):
     assert {"tool_call", "tool_result_key_value", "gsm8k_chat", "seed_guide_call"} <= set(res["rows"])
     assert (tmp_path / "r" / "model" / "model.safetensors").exists() and (tmp_path / "r" / "result.json").exists()
     assert "r" in sweep.table([res])
+
+
+def test_copy_batches_supervise_only_the_repeat():
+    """induction.CopyBatches: [noise | x | noise' | x], only the second x after its first token is supervised,
+    ids come from the given vocabulary, b*T stays within the budget, and the stream resumes from its state."""
+    import numpy as np
+
+    from tools.m2tiny.induction import CopyBatches, corpus_token_ids
+
+    vocab, weights = corpus_token_ids(np.array([0, 2, 5, 9, 9, 9, 9, 40, 41, 300], dtype=np.int16), num_special=8)
+    assert vocab.tolist() == [9, 40, 41, 300] and weights.tolist() == [2.0, 1.0, 1.0, 1.0]
+    top, w = corpus_token_ids(np.array([9, 9, 40, 41, 41, 41, 300], dtype=np.int16), 8, power=0.0, top=2)
+    assert top.tolist() == [9, 41] and w.tolist() == [1.0, 1.0]
+    cb = CopyBatches(vocab, seed=3, batch_tokens=1024, weights=weights)
+    for _ in range(5):
+        ids, mask, valid = cb.next()
+        assert ids.size <= 1024 and ids.shape == mask.shape == valid.shape
+        assert set(np.unique(ids[valid]).tolist()) <= set(vocab.tolist())
+        for row, m, v in zip(ids, mask, valid):
+            n = int(v.sum())
+            k = int(m.sum()) + 1                                       # span length
+            assert not v[n:].any() and m[:n].tolist() == [False] * (n - k + 1) + [True] * (k - 1)
+            span = row[n - k:n]                                        # ... and occurs earlier whole
+            assert any(np.array_equal(row[i:i + k], span) for i in range(n - 2 * k + 1))
+    state = cb.state()
+    a = cb.next()
+    cb2 = CopyBatches(vocab, seed=99, batch_tokens=1024, weights=weights)
+    cb2.set_state(state)
+    assert all(np.array_equal(x, y) for x, y in zip(a, cb2.next()))
+    assert not np.array_equal(CopyBatches(vocab, seed=4, batch_tokens=1024).next()[0], CopyBatches(vocab, 3, 1024).next()[0])
+
+
+def test_trainer_copy_warmup_and_refresher_steps(train_records, tok, tmp_path):
+    """--copy-steps N trains the first N steps on copy batches, --copy-every K one step in K after that; corpus
+    batches are not skipped by copy steps, and the copy stream's state goes into the checkpoint."""
+    import torch
+
+    from tools.m2tiny import data, train
+
+    (ids, mask, off), _ = encode_records(train_records[:60], tok)
+    data.save_encoded(tmp_path / "d.npz", ids, mask, off)
+    args = ["--data", str(tmp_path / "d.npz"), "--preset", "smoke", "--threads", "1", "--minutes", "5",
+            "--batch-tokens", "2048", "--log-every", "1000", "--ckpt-dir", str(tmp_path / "c"), "--max-steps", "7",
+            "--copy-steps", "2", "--copy-every", "3", "--copy-batch-tokens", "512"]
+    s = train.train(train.parser().parse_args(args))
+    assert s["steps"] == 7 and s["copy_steps"] == 4                      # steps 0, 1 (warm-up), 3, 6
+    ck = torch.load(tmp_path / "c" / "last.pt", weights_only=False)
+    assert ck["state"]["batch"] == 3                                     # 3 corpus batches consumed
+    assert ck["state"]["copy_warmup_rng"] and ck["state"]["copy_rng"]

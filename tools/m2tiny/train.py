@@ -70,6 +70,13 @@ def ensure_experts_run(model, device) -> str:
         return "eager"
 
 
+def _copy_vocab(ids, top, power):
+    from .common import SPECIAL_TOKENS
+    from .induction import corpus_token_ids
+
+    return corpus_token_ids(ids, len(SPECIAL_TOKENS), power=power, top=top)
+
+
 def step_loss(model, ids, mask):
     """Mean cross-entropy over positions whose NEXT token is supervised. ids/mask: [b, T] tensors."""
     import torch.nn.functional as F
@@ -142,6 +149,7 @@ def train(args) -> dict:
     import torch
 
     from .data import collate, load_encoded, make_batches
+    from .induction import CopyBatches
     from .modelcfg import PRESETS
 
     if args.minutes <= 0:
@@ -198,6 +206,14 @@ def train(args) -> dict:
             raise ValueError(f"--init {args.init}: its shape {ck['arch']} is not this run's {arch}")
         model.load_state_dict(ck["model"])
         print(f"initialised from {args.init} (step {ck['state']['step']}, {ck['state']['tokens']} tokens)")
+    # Copy batches (induction.py): the warm-up over the most frequent tokens, the refresher over all of them.
+    vocab, weights = _copy_vocab(ids, args.copy_warmup_vocab, 0.0)
+    warmup_copies = CopyBatches(vocab, args.seed, args.copy_batch_tokens, weights=weights)
+    vocab, weights = _copy_vocab(ids, 0, 0.5)
+    copies = CopyBatches(vocab, args.seed + 1, args.copy_batch_tokens, weights=weights)
+    for c, key in ((warmup_copies, "copy_warmup_rng"), (copies, "copy_rng")):
+        if state.get(key):
+            c.set_state(state[key])
     model.train()
     balancer = RouterBalancer(model, args.bias_gamma)
     budget = args.minutes * 60.0
@@ -224,10 +240,17 @@ def train(args) -> dict:
             lr = lr_at(progress(), args.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, m = collate(ids, mask, offsets, batches[state["batch"]])
-            valid = np.zeros_like(m)
-            for r, i in enumerate(batches[state["batch"]]):
-                valid[r, : lengths[i]] = True
+            warmup = state["step"] < args.copy_steps and not state.get("copy_warmup_done")
+            copy_step = warmup or bool(args.copy_every and state["step"] % args.copy_every == 0)
+            if copy_step:                                # induction warm-up / refresher (induction.py)
+                source = warmup_copies if warmup else copies
+                x, m, valid = source.next()
+                state["copy_warmup_rng" if warmup else "copy_rng"] = source.state()
+            else:
+                x, m = collate(ids, mask, offsets, batches[state["batch"]])
+                valid = np.zeros_like(m)
+                for r, i in enumerate(batches[state["batch"]]):
+                    valid[r, : lengths[i]] = True
             n_tok = int(valid.sum())
             x, m = torch.from_numpy(x).to(device), torch.from_numpy(m).to(device)
             balancer.valid = torch.from_numpy(valid).reshape(-1).to(device)
@@ -238,20 +261,32 @@ def train(args) -> dict:
             opt.zero_grad(set_to_none=True)
             imbalance = balancer.update()
             state["step"] += 1
-            state["batch"] += 1
+            state["batch"] += 0 if copy_step else 1
+            state["copy_steps"] = state.get("copy_steps", 0) + int(copy_step)
             state["tokens"] += n_tok
             state["supervised"] += n_sup
             state["seconds"] += time.time() - t0
             window_tok += n_tok
             lv = loss.item()
-            ema = state.get("loss_ema")
-            state["loss_ema"] = loss_ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+            if copy_step:
+                c = state.get("copy_loss")
+                state["copy_loss"] = lv if c is None else 0.9 * c + 0.1 * lv
+                if warmup and args.copy_until and state["copy_loss"] < args.copy_until:
+                    state["copy_warmup_done"] = True       # the circuit is there: on to the corpus
+                    print(json.dumps({"copy_warmup_done": state["step"], "copy_loss": round(state["copy_loss"], 4)}),
+                          flush=True)
+            else:
+                ema = state.get("loss_ema")
+                state["loss_ema"] = lv if ema is None else 0.95 * ema + 0.05 * lv
+            loss_ema = state.get("loss_ema") or float("nan")
             if state["step"] % log_every == 0 or state["step"] == 1:
                 now = time.time()
-                rec = {"step": state["step"], "epoch": state["epoch"], "loss": round(lv, 4),
+                rec = {"step": state["step"], "epoch": state["epoch"], "copy": copy_step, "loss": round(lv, 4),
                        "loss_ema": round(loss_ema, 4), "lr": round(lr, 7), "grad_norm": round(float(gnorm), 3),
                        "max_expert_load": round(imbalance, 2), "tok_per_s": round(window_tok / (now - window_t), 1),
                        "tokens": state["tokens"], "minutes": round(state["seconds"] / 60, 2)}
+                if args.copy_steps or args.copy_every:
+                    rec["copy_loss"] = round(state.get("copy_loss") or float("nan"), 4)
                 print(json.dumps(rec), flush=True)
                 with open(log_path, "a") as f:
                     f.write(json.dumps(rec) + "\n")
@@ -267,7 +302,8 @@ def train(args) -> dict:
                "tokens": state["tokens"], "supervised_tokens": state["supervised"],
                "minutes": round(state["seconds"] / 60, 2),
                "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
-               "final_loss_ema": state.get("loss_ema"), "checkpoint": str(ckpt_path)}
+               "final_loss_ema": state.get("loss_ema"), "copy_steps": state.get("copy_steps", 0),
+               "final_copy_loss": state.get("copy_loss"), "checkpoint": str(ckpt_path)}
     print(json.dumps(summary), flush=True)
     return summary
 
@@ -294,6 +330,14 @@ def parser():
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--qk-norm-init", type=float, default=1.0, help="initial q_norm/k_norm weight")
+    ap.add_argument("--copy-steps", type=int, default=0,
+                    help="induction warm-up: the first N steps train on random-token copies (induction.py)")
+    ap.add_argument("--copy-until", type=float, default=0.0,
+                    help="end the warm-up early once the copy loss (EMA) is below this")
+    ap.add_argument("--copy-every", type=int, default=0, help="after the warm-up, one copy step in every N (0: none)")
+    ap.add_argument("--copy-batch-tokens", type=int, default=1024, help="padded tokens per copy batch")
+    ap.add_argument("--copy-warmup-vocab", type=int, default=1024,
+                    help="the warm-up copies draw from this many most frequent corpus tokens")
     ap.add_argument("--init", help="start from this checkpoint's weights (a curriculum stage); optimizer starts fresh")
     return ap
 

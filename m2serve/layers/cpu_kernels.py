@@ -1,0 +1,71 @@
+"""m2serve's compiled CPU kernels (csrc/cpu_gemv.cpp): few-row matmuls that read each weight once.
+
+    linear(x [n, K], w [M, K] fp32|bf16) -> [n, M] fp32
+    experts(x [N, H] sorted by expert, counts [E], w13 [E, 2I, H], w2 [E, H, I]) -> [N, H] fp32  (SwiGLU)
+    decode_attention(q [B, nh, d], k_cache, v_cache [NB, bs, nkv, d], block_tables, seq_lens, scale) -> [B, nh, d]
+
+Built with torch.utils.cpp_extension the first time a process needs them (about a minute on 2 cores; cached under
+TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions), only on CPUs with AVX2 + FMA. Where the build fails or
+M2SERVE_CPU_KERNELS=0, `get()` returns None and callers keep the PyTorch path.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import torch
+
+from m2serve import envs
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).parent / "csrc" / "cpu_gemv.cpp"
+# Row limits: past these, MKL's blocked sgemm (compute-bound by then) beats reading the weight once.
+LINEAR_MAX_ROWS = 16        # rows of a linear layer's input
+EXPERT_MAX_MEAN_ROWS = 8    # mean rows per local expert of a MoE call
+
+
+@functools.cache
+def get():
+    """The compiled module, or None (disabled, no AVX2, or the build failed: logged once)."""
+    if not envs.cpu_kernels():
+        return None
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        logger.info("CPU kernels not built: this CPU lacks AVX2")
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        logger.info("loading m2serve CPU kernels (compiled once per machine, about a minute the first time)")
+        return load(name="m2serve_cpu_gemv", sources=[str(SOURCE)], verbose=False,
+                    extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"])
+    except Exception as e:  # noqa: BLE001 - any build problem means: use the torch path
+        logger.warning("m2serve CPU kernels unavailable (%s: %s); using PyTorch matmuls",
+                       type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        return None
+
+
+def usable(weight: torch.Tensor) -> bool:
+    """A weight these kernels can multiply (then get() decides whether they exist)."""
+    return (weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
+            and weight.is_contiguous())
+
+
+@torch.compiler.disable   # an opaque extension call: a compiled layer runs it eagerly
+def linear(kernel, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x [T, in] @ weight [out, in]^T -> [T, out] in x's dtype (fp32 accumulation)."""
+    return kernel.linear(x, weight).to(x.dtype)
+
+
+@torch.compiler.disable
+def experts(kernel, xs: torch.Tensor, counts: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """SwiGLU experts over rows xs [N, H] sorted by expert (counts [E]) -> [N, H] in xs's dtype."""
+    return kernel.experts(xs, counts, w13, w2).to(xs.dtype)
+
+
+@torch.compiler.disable
+def decode_attention(kernel, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                     block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float) -> torch.Tensor:
+    """One query token per request, q [B, nh, d], against its paged context -> [B, nh, d] in q's dtype."""
+    return kernel.decode_attention(q, k_cache, v_cache, block_tables, seq_lens, scale).to(q.dtype)

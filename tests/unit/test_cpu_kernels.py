@@ -1,0 +1,105 @@
+"""m2serve's compiled CPU kernels (layers/csrc/cpu_gemv.cpp) against torch: few-row linear and SwiGLU experts, fp32
+and bf16 weights, row counts across the 4-row groups, K not a multiple of the SIMD width, empty experts, rows
+routed elsewhere; and that each row's result does not depend on the rows beside it."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from m2serve.layers import cpu_kernels
+
+pytestmark = pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+                                reason="the kernels need AVX2")
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    k = cpu_kernels.get()
+    assert k is not None, "the CPU kernels failed to build on an AVX2 machine (see the warning in the log)"
+    return k
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 8, 16])
+@pytest.mark.parametrize("K", [64, 100])
+def test_linear_matches_torch(kernel, dtype, rows, K):
+    g = torch.Generator().manual_seed(rows * 131 + K)
+    x = torch.randn(rows, K, generator=g)
+    w = torch.randn(37, K, generator=g).to(dtype)
+    y = kernel.linear(x, w)
+    assert y.dtype == torch.float32 and y.shape == (rows, 37)
+    torch.testing.assert_close(y, x @ w.float().T, rtol=1e-5, atol=1e-4)
+
+
+def test_linear_row_independent_of_batch(kernel):
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(11, 96, generator=g), torch.randn(50, 96, generator=g)
+    full = kernel.linear(x, w)
+    for i in range(11):
+        assert torch.equal(kernel.linear(x[i:i + 1], w)[0], full[i])
+        assert torch.equal(kernel.linear(x[i:i + 3], w)[0], full[i])
+
+
+def _experts_ref(x, counts, w13, w2):
+    out, start = [], 0
+    for e, n in enumerate(counts.tolist()):
+        gate, up = (x[start:start + n] @ w13[e].float().T).chunk(2, dim=-1)
+        out.append((F.silu(gate) * up) @ w2[e].float().T)
+        start += n
+    out.append(torch.zeros(x.shape[0] - start, x.shape[1]))
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_experts_match_torch(kernel, dtype):
+    g = torch.Generator().manual_seed(1)
+    E, H, I = 6, 64, 40
+    w13 = (torch.randn(E, 2 * I, H, generator=g) / 8).to(dtype)
+    w2 = (torch.randn(E, H, I, generator=g) / 6).to(dtype)
+    counts = torch.tensor([3, 0, 1, 6, 2, 0])
+    x = torch.randn(int(counts.sum()) + 2, H, generator=g)       # 2 trailing rows belong to no local expert
+    y = kernel.experts(x, counts, w13, w2)
+    torch.testing.assert_close(y, _experts_ref(x, counts, w13, w2), rtol=1e-5, atol=1e-4)
+    assert torch.equal(y[-2:], torch.zeros(2, H))
+
+
+def test_experts_reject_bad_counts(kernel):
+    w13, w2 = torch.zeros(2, 8, 16), torch.zeros(2, 16, 4)
+    with pytest.raises(RuntimeError, match="counts sum to"):
+        kernel.experts(torch.zeros(3, 16), torch.tensor([2, 2]), w13, w2)
+
+
+def test_disabled_by_env(monkeypatch):
+    monkeypatch.setenv("M2SERVE_CPU_KERNELS", "0")
+    cpu_kernels.get.cache_clear()
+    try:
+        assert cpu_kernels.get() is None
+    finally:
+        monkeypatch.delenv("M2SERVE_CPU_KERNELS")
+        cpu_kernels.get.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("d", [64, 20])
+def test_decode_attention_matches_gathered_softmax(kernel, dtype, d):
+    g = torch.Generator().manual_seed(d)
+    NB, bs, nkv, nh = 12, 4, 2, 6
+    cache = torch.randn(2, NB, bs, nkv, d, generator=g).to(dtype)
+    k_cache, v_cache = cache[0], cache[1]
+    seq_lens = torch.tensor([5, 1, 13])
+    tables = torch.stack([torch.randperm(NB, generator=g)[:4] for _ in range(3)])    # [B, 4] blocks each
+    q = torch.randn(3, nh, d, generator=g)
+    out = kernel.decode_attention(q, k_cache, v_cache, tables, seq_lens, d ** -0.5)
+    for b, L in enumerate(seq_lens.tolist()):
+        keys = k_cache[tables[b]].reshape(-1, nkv, d)[:L].float()          # [L, nkv, d]
+        vals = v_cache[tables[b]].reshape(-1, nkv, d)[:L].float()
+        kv_head = torch.arange(nh) // (nh // nkv)
+        scores = torch.einsum("hd,lhd->hl", q[b], keys[:, kv_head]) * d ** -0.5
+        ref = torch.einsum("hl,lhd->hd", scores.softmax(-1), vals[:, kv_head])
+        torch.testing.assert_close(out[b], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_decode_attention_rejects_out_of_range_lengths(kernel):
+    cache = torch.zeros(2, 4, 4, 1, 8)
+    with pytest.raises(RuntimeError, match="out of range"):
+        kernel.decode_attention(torch.zeros(1, 2, 8), cache[0], cache[1], torch.zeros(1, 2, dtype=torch.long),
+                                torch.tensor([9]), 1.0)
