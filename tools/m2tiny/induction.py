@@ -51,16 +51,16 @@ class CopyBatches:
         i = np.searchsorted(self.cdf, self.rng.random(n), side="right")
         return self.vocab[np.minimum(i, len(self.vocab) - 1)]
 
-    def next(self) -> tuple[np.ndarray, np.ndarray]:
+    def next(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Right-padded (ids [b, T] int64, supervised mask [b, T], valid [b, T]) with b*T <= batch_tokens."""
-        seqs = []
+        seqs, T = [], 0
         while True:
             s = self._sequence()
-            T = max([len(x[0]) for x in seqs] + [len(s[0])])
-            if seqs and T * (len(seqs) + 1) > self.batch_tokens:
+            grown = max(T, len(s[0]))
+            if seqs and grown * (len(seqs) + 1) > self.batch_tokens:
                 break
             seqs.append(s)
-        T = max(len(x[0]) for x in seqs)
+            T = grown
         ids = np.zeros((len(seqs), T), dtype=np.int64)
         mask = np.zeros((len(seqs), T), dtype=bool)
         valid = np.zeros((len(seqs), T), dtype=bool)

@@ -70,13 +70,6 @@ def ensure_experts_run(model, device) -> str:
         return "eager"
 
 
-def _copy_vocab(ids, top, power):
-    from .common import SPECIAL_TOKENS
-    from .induction import corpus_token_ids
-
-    return corpus_token_ids(ids, len(SPECIAL_TOKENS), power=power, top=top)
-
-
 def step_loss(model, ids, mask):
     """Mean cross-entropy over positions whose NEXT token is supervised. ids/mask: [b, T] tensors."""
     import torch.nn.functional as F
@@ -148,8 +141,9 @@ def save_checkpoint(path, model, opt, state, arch, args):
 def train(args) -> dict:
     import torch
 
+    from .common import SPECIAL_TOKENS
     from .data import collate, load_encoded, make_batches
-    from .induction import CopyBatches
+    from .induction import CopyBatches, corpus_token_ids
     from .modelcfg import PRESETS
 
     if args.minutes <= 0:
@@ -207,13 +201,15 @@ def train(args) -> dict:
         model.load_state_dict(ck["model"])
         print(f"initialised from {args.init} (step {ck['state']['step']}, {ck['state']['tokens']} tokens)")
     # Copy batches (induction.py): the warm-up over the most frequent tokens, the refresher over all of them.
-    vocab, weights = _copy_vocab(ids, args.copy_warmup_vocab, 0.0)
-    warmup_copies = CopyBatches(vocab, args.seed, args.copy_batch_tokens, weights=weights)
-    vocab, weights = _copy_vocab(ids, 0, 0.5)
-    copies = CopyBatches(vocab, args.seed + 1, args.copy_batch_tokens, weights=weights)
-    for c, key in ((warmup_copies, "copy_warmup_rng"), (copies, "copy_rng")):
-        if state.get(key):
-            c.set_state(state[key])
+    warmup_copies = copies = None
+    if args.copy_steps or args.copy_every:
+        vocab, weights = corpus_token_ids(ids, len(SPECIAL_TOKENS), power=0.0, top=args.copy_warmup_vocab)
+        warmup_copies = CopyBatches(vocab, args.seed, args.copy_batch_tokens, weights=weights)
+        vocab, weights = corpus_token_ids(ids, len(SPECIAL_TOKENS), power=0.5)
+        copies = CopyBatches(vocab, args.seed + 1, args.copy_batch_tokens, weights=weights)
+        for c, key in ((warmup_copies, "copy_warmup_rng"), (copies, "copy_rng")):
+            if state.get(key):
+                c.set_state(state[key])
     model.train()
     balancer = RouterBalancer(model, args.bias_gamma)
     budget = args.minutes * 60.0

@@ -98,10 +98,28 @@ void linear_impl(const at::Tensor& x, const at::Tensor& w, at::Tensor& y) {
 
 inline float silu(float g) { return g / (1.f + std::exp(-g)); }
 
+// Rows [off[e], off[e+1]) of y = the same rows of x @ w[e]^T for every expert e, w [E, M, K] contiguous. The work
+// items are (expert, block of kBlock weight rows), so both threads stream weights the whole time.
+template <typename W>
+void experts_gemv(const float* x, int64_t ldx, const W* w, int64_t M, int64_t K, const std::vector<int64_t>& off,
+                  float* y, int64_t ldy) {
+  std::vector<std::pair<int64_t, int64_t>> items;  // (expert, first weight row)
+  for (size_t e = 0; e + 1 < off.size(); ++e)
+    if (off[e + 1] > off[e])
+      for (int64_t j = 0; j < M; j += kBlock) items.emplace_back(static_cast<int64_t>(e), j);
+  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) {
+      auto [e, j] = items[i];
+      gemv_block(x + off[e] * ldx, ldx, off[e + 1] - off[e], w + e * M * K, K, j, std::min(M, j + kBlock),
+                 y + off[e] * ldy, ldy);
+    }
+  });
+}
+
 // SwiGLU experts over rows sorted by expert: rows [off[e], off[e] + counts[e]) belong to expert e. Rows past the
 // last group (pairs routed to another expert-parallel rank) get zeros.
-// w13 [E, 2I, K] (gate rows then up rows), w2 [E, K, I]. Every expert's slice is computed here with one pass over
-// its weights; the work items are (expert, block of weight rows), so both threads stream weights the whole time.
+// w13 [E, 2I, K] (gate rows then up rows), w2 [E, K, I]. Every expert's slice is computed with one pass over its
+// weights.
 template <typename W>
 void experts_impl(const at::Tensor& x, const at::Tensor& counts, const at::Tensor& w13, const at::Tensor& w2,
                   at::Tensor& y) {
@@ -111,40 +129,19 @@ void experts_impl(const at::Tensor& x, const at::Tensor& counts, const at::Tenso
   for (int64_t e = 0; e < E; ++e) off[e + 1] = off[e] + cnt[e];
   TORCH_CHECK(off[E] <= N, "counts sum to ", off[E], " but x has ", N, " rows");
   if (off[E] < N) y.narrow(0, off[E], N - off[E]).zero_();
-  std::vector<std::pair<int64_t, int64_t>> items;  // (expert, first weight row)
-  at::Tensor gu = at::empty({N, I2}, x.options());
-  const float* xp = x.data_ptr<float>();
+  at::Tensor gu = at::empty({off[E], I2}, x.options());   // rows of local experts only
+  float* gup = gu.data_ptr<float>();
   const W* w13p = reinterpret_cast<const W*>(w13.data_ptr());
   const W* w2p = reinterpret_cast<const W*>(w2.data_ptr());
-  float* gup = gu.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-
-  for (int64_t e = 0; e < E; ++e)
-    if (cnt[e])
-      for (int64_t j = 0; j < I2; j += kBlock) items.emplace_back(e, j);
-  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t a, int64_t b) {
-    for (int64_t i = a; i < b; ++i) {
-      auto [e, j] = items[i];
-      gemv_block(xp + off[e] * K, K, cnt[e], w13p + e * I2 * K, K, j, std::min(I2, j + kBlock), gup + off[e] * I2, I2);
-    }
-  });
-  // act = silu(gate) * up, written over the gate half: [N, I] with row stride 2I
-  at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
+  experts_gemv(x.data_ptr<float>(), K, w13p, I2, K, off, gup, I2);        // [gate | up] = x @ w13[e]^T
+  // act = silu(gate) * up, written over the gate half: [rows, I] with row stride 2I
+  at::parallel_for(0, off[E], 1, [&](int64_t a, int64_t b) {
     for (int64_t r = a; r < b; ++r) {
       float* row = gup + r * I2;
       for (int64_t i = 0; i < I; ++i) row[i] = silu(row[i]) * row[I + i];
     }
   });
-  items.clear();
-  for (int64_t e = 0; e < E; ++e)
-    if (cnt[e])
-      for (int64_t j = 0; j < K; j += kBlock) items.emplace_back(e, j);
-  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t a, int64_t b) {
-    for (int64_t i = a; i < b; ++i) {
-      auto [e, j] = items[i];
-      gemv_block(gup + off[e] * I2, I2, cnt[e], w2p + e * K * I, I, j, std::min(K, j + kBlock), yp + off[e] * K, K);
-    }
-  });
+  experts_gemv(gup, I2, w2p, K, I, off, y.data_ptr<float>(), K);          // y = act @ w2[e]^T
 }
 
 // Paged decode attention for one (request, KV head): the group's g query heads against L cached tokens, read

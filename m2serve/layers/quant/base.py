@@ -20,6 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from m2serve.layers import cpu_kernels
+from m2serve.layers.batch_invariant import is_batch_invariant, linear
+from m2serve.layers.prepack import prepack
+
 FLOAT_DISK_DTYPES = frozenset({"F32", "F16", "BF16", "F64"})
 
 
@@ -74,16 +78,12 @@ class UnquantizedLinearMethod(LinearMethod):
                    input_dim=1)
 
     def process_weights_after_loading(self, layer):
-        from m2serve.layers import cpu_kernels
-        from m2serve.layers.prepack import prepack
         layer.packed_weight = prepack(layer.weight)            # bf16 on CPU: oneDNN-blocked copy, else None
         # Few-row (decode) calls on CPU: m2serve's kernel reads the weight once (layers/cpu_kernels.py).
         layer.cpu_kernel = (cpu_kernels.get() if layer.packed_weight is None and cpu_kernels.usable(layer.weight)
                             else None)
 
     def apply(self, layer, x):
-        from m2serve.layers import cpu_kernels
-        from m2serve.layers.batch_invariant import is_batch_invariant, linear
         kernel = getattr(layer, "cpu_kernel", None)
         if kernel is not None and x.shape[0] <= cpu_kernels.LINEAR_MAX_ROWS and not is_batch_invariant():
             return cpu_kernels.linear(kernel, x, layer.weight)
@@ -111,8 +111,6 @@ class UnquantizedMoEMethod(MoEMethod):
                    input_dim=2)
 
     def process_weights_after_loading(self, experts):
-        from m2serve.layers import cpu_kernels
-        from m2serve.layers.prepack import prepack
         packed = [(prepack(a), prepack(b)) for a, b in zip(experts.w13_weight, experts.w2_weight)]
         experts.packed_experts = packed if packed and packed[0][0] is not None else None
         experts.cpu_kernel = (cpu_kernels.get() if experts.packed_experts is None and cpu_kernels.usable(
