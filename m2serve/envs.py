@@ -33,6 +33,12 @@ def cpu_kernels() -> bool:
     return os.environ.get("M2SERVE_CPU_KERNELS", "1").lower() not in ("0", "false", "no", "off")
 
 
+def fused_decode() -> bool:
+    """M2SERVE_FUSED_DECODE=0 keeps CPU decode steps on the per-op path instead of one compiled call per decoder
+    layer (on by default; needs the CPU kernels)."""
+    return os.environ.get("M2SERVE_FUSED_DECODE", "1").lower() not in ("0", "false", "no", "off")
+
+
 def cpu_weight_prepack() -> bool:
     """M2SERVE_CPU_WEIGHT_PREPACK=0 turns off oneDNN weight prepacking of bf16 matmuls on CPU (on by default)."""
     return os.environ.get("M2SERVE_CPU_WEIGHT_PREPACK", "1").lower() not in ("0", "false", "no", "off")

@@ -2,7 +2,8 @@
 
 `StepRecorder(llm)` wraps `llm.engine.step` (wall time of the whole step: schedule, model, sampling, update) and the
 runner's `execute_model` (what the step scheduled), and marks on a [layers, experts] mask which experts the
-step's tokens were routed to (a forward pre-hook on each MoE's fused experts; no host sync inside the model).
+step's tokens were routed to (a forward pre-hook on each MoE's fused experts, and the route hook of each fused CPU
+decode layer; no host sync inside the model).
 `close()` restores everything.
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ class StepRecorder:
         self._orig_exec = self.runner.execute_model
         self._shadowed = ("step" in vars(self.engine), "execute_model" in vars(self.runner))
         self._hooks = []
+        self._fused = []
         self._mask = None
         if count_experts:
             from m2serve.layers.moe import FusedExperts
@@ -55,12 +57,22 @@ class StepRecorder:
                                          device=self.runner.device)
                 for i, mod in enumerate(experts):
                     self._hooks.append(mod.register_forward_pre_hook(self._make_hook(i)))
+                fused = getattr(self.runner.model.model, "fused_layers", lambda: None)()
+                if fused is not None and len(fused) == len(experts):
+                    self._fused = fused
+                    for i, layer in enumerate(fused):
+                        layer.route_hook = self._make_route_hook(i)
         self.engine.step = self._step
         self.runner.execute_model = self._execute
 
     def _make_hook(self, layer: int):
         def hook(module, args):
             self._mask[layer, args[1].flatten()] = True
+        return hook
+
+    def _make_route_hook(self, layer: int):
+        def hook(ids):
+            self._mask[layer, ids.flatten()] = True
         return hook
 
     def _execute(self, sched):
@@ -98,6 +110,9 @@ class StepRecorder:
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
+        for layer in self._fused:
+            layer.route_hook = None
+        self._fused = []
         for obj, name, orig, shadowed in ((self.engine, "step", self._orig_step, self._shadowed[0]),
                                           (self.runner, "execute_model", self._orig_exec, self._shadowed[1])):
             if shadowed:

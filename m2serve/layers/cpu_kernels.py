@@ -11,6 +11,7 @@ M2SERVE_CPU_KERNELS=0, `get()` returns None and callers keep the PyTorch path.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from pathlib import Path
 
@@ -20,10 +21,21 @@ from m2serve import envs
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).parent / "csrc" / "cpu_gemv.cpp"
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = [CSRC / "cpu_gemv.cpp", CSRC / "decode_layer.cpp"]   # + kernels.h, included by both
 # Row limits: past these, MKL's blocked sgemm (compute-bound by then) beats reading the weight once.
 LINEAR_MAX_ROWS = 16        # rows of a linear layer's input
 EXPERT_MAX_MEAN_ROWS = 8    # mean rows per local expert of a MoE call
+
+
+def _module_name() -> str:
+    """The extension's name carries a hash of every source and header: an edited kernel (or another checkout's)
+    gets its own build folder, never a stale library."""
+    digest = hashlib.sha256()
+    for path in sorted(CSRC.iterdir()):
+        if path.suffix in (".cpp", ".h"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return f"m2serve_cpu_{digest.hexdigest()[:12]}"
 
 
 @functools.cache
@@ -38,8 +50,8 @@ def get():
         from torch.utils.cpp_extension import load
 
         logger.info("loading m2serve CPU kernels (compiled once per machine, about a minute the first time)")
-        return load(name="m2serve_cpu_gemv", sources=[str(SOURCE)], verbose=False,
-                    extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"])
+        return load(name=_module_name(), sources=[str(p) for p in SOURCES], extra_include_paths=[str(CSRC)],
+                    verbose=False, extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"])
     except Exception as e:  # noqa: BLE001 - any build problem means: use the torch path
         logger.warning("m2serve CPU kernels unavailable (%s: %s); using PyTorch matmuls",
                        type(e).__name__, str(e).splitlines()[0] if str(e) else "")

@@ -34,6 +34,7 @@ from m2serve.layers.moe import MiniMaxM2MoE
 from m2serve.layers.norm import RMSNorm, ShardedRMSNorm
 from m2serve.layers.rotary import RotaryEmbedding
 from m2serve.models.arch import MiniMaxM2Arch
+from m2serve.models.minimax_m2_fused import FusedDecodeLayer
 
 
 def _linear_method(quant_config, prefix: str):
@@ -98,6 +99,7 @@ class MiniMaxM2Model(nn.Module):
     def __init__(self, arch: MiniMaxM2Arch, dtype: torch.dtype, parallel: ParallelContext, quant_config=None) -> None:
         super().__init__()
         # Replicated on every TP rank (a vocab-parallel embedding would need an all-gather-free masked sum).
+        self.dtype, self.parallel = dtype, parallel
         self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size, dtype=dtype)
         self.embed_tokens.weight.requires_grad_(False)
         self.embed_tokens.weight.weight_loader = default_weight_loader
@@ -106,6 +108,16 @@ class MiniMaxM2Model(nn.Module):
         self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, dtype)
         # One cos/sin table shared by all layers (not a checkpoint tensor).
         self.rotary = RotaryEmbedding(arch.head_dim, arch.rotary_dim, arch.max_position_embeddings, arch.rope_theta)
+        self._fused: list[FusedDecodeLayer] | None = None                    # built at the first step (weights in)
+        self._fused_built = False
+
+    def fused_layers(self) -> list[FusedDecodeLayer] | None:
+        """Every layer's one-call CPU decode form, or None where this model cannot use it (minimax_m2_fused.py)."""
+        if not self._fused_built:
+            fused = [FusedDecodeLayer.build(layer, self.dtype, self.parallel) for layer in self.layers]
+            self._fused = fused if fused and all(f is not None for f in fused) else None
+            self._fused_built = True
+        return self._fused
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
                 aux_layer_ids: Sequence[int] = ()) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -114,10 +126,16 @@ class MiniMaxM2Model(nn.Module):
         cos, sin = self.rotary.cos_sin(positions, max(meta.seq_lens, default=0))   # [T, rd/2] each
         aux: dict[int, torch.Tensor] = {}
         wanted = set(aux_layer_ids)
+        fused = self.fused_layers()
+        if fused is not None and not fused[0].serves(h, meta):
+            fused = None                                                      # not a step the fused call serves
         for i, layer in enumerate(self.layers):
             if i in wanted:
                 aux[i] = h                                                    # residual stream entering layer i
-            h = layer(h, cos, sin, self.rotary, meta)
+            if fused is not None:
+                h = fused[i](h, cos, sin, self.rotary.rotary_dim, meta)      # a new tensor: aux[i] stays intact
+            else:
+                h = layer(h, cos, sin, self.rotary, meta)
         if len(self.layers) in wanted:
             aux[len(self.layers)] = h                                         # last layer's output, pre-norm
         return self.norm(h), [aux[i] for i in aux_layer_ids]

@@ -1,0 +1,224 @@
+// Building blocks of m2serve's CPU decode kernels, shared by the single ops (cpu_gemv.cpp) and the fused decoder
+// layer (decode_layer.cpp). Activations and accumulation are fp32; weights and KV caches are fp32 or bf16
+// (widened to fp32 in registers).
+//
+// Why: a decode step multiplies a handful of rows by every weight matrix, so it is bound by reading the weights
+// once. MKL's sgemm reaches about half the memory bandwidth at 1-4 rows and costs a dispatch per expert, and on
+// CPUs without AVX-512-BF16 / AMX a bf16 matmul is slower than fp32. Here each weight row is read from memory
+// once for all rows of its group.
+//
+// The per-element result does not depend on how many rows are in the call (each dot runs the same code over the
+// same K), so outputs are batch invariant.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define M2_AVX2 1
+#endif
+
+namespace m2 {
+
+constexpr int kRows = 4;        // rows of x sharing one pass over a weight row
+constexpr int64_t kBlock = 16;  // weight rows per parallel work item
+
+#ifdef M2_AVX2
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const c10::BFloat16* p) {
+  // bf16 -> fp32: the 16 bits become the high half of the fp32 word.
+  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#endif
+
+// out[r * ldo] = dot(x[r * ldx, :K], w[:K]) for r < NR (NR a constant, so the accumulators stay in registers)
+template <int NR, typename W>
+inline void rows_dot(const float* x, int64_t ldx, const W* w, int64_t K, float* out, int64_t ldo) {
+  int64_t k = 0;
+  float sum[NR];
+  for (int r = 0; r < NR; ++r) sum[r] = 0.f;
+#ifdef M2_AVX2
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv = load8(w + k);
+    for (int r = 0; r < NR; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k), wv, acc[r]);
+  }
+  for (int r = 0; r < NR; ++r) sum[r] = hsum(acc[r]);
+#endif
+  for (; k < K; ++k) {
+    float wk = static_cast<float>(w[k]);
+    for (int r = 0; r < NR; ++r) sum[r] += x[r * ldx + k] * wk;
+  }
+  for (int r = 0; r < NR; ++r) out[r * ldo] = sum[r];
+}
+
+template <typename W>
+inline void rows_dot_n(const float* x, int64_t ldx, int n, const W* w, int64_t K, float* out, int64_t ldo) {
+  switch (n) {
+    case 1: rows_dot<1>(x, ldx, w, K, out, ldo); break;
+    case 2: rows_dot<2>(x, ldx, w, K, out, ldo); break;
+    case 3: rows_dot<3>(x, ldx, w, K, out, ldo); break;
+    default: rows_dot<4>(x, ldx, w, K, out, ldo); break;
+  }
+}
+
+// y[0:n, j0:j1] = x[0:n] @ w[j0:j1]^T, x [n, K] (row stride ldx), w [M, K] contiguous, y row stride ldy
+template <typename W>
+void gemv_block(const float* x, int64_t ldx, int64_t n, const W* w, int64_t K, int64_t j0, int64_t j1, float* y,
+                int64_t ldy) {
+  for (int64_t j = j0; j < j1; ++j)
+    for (int64_t r = 0; r < n; r += kRows)
+      rows_dot_n(x + r * ldx, ldx, static_cast<int>(std::min<int64_t>(kRows, n - r)), w + j * K, K, y + r * ldy + j,
+                 ldy);
+}
+
+// y [n, M] (row stride ldy) = x [n, K] @ w [M, K]^T, blocks of kBlock weight rows over the threads
+template <typename W>
+void gemv(const float* x, int64_t n, const W* w, int64_t M, int64_t K, float* y, int64_t ldy) {
+  at::parallel_for(0, (M + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
+    gemv_block(x, K, n, w, K, b0 * kBlock, std::min(M, b1 * kBlock), y, ldy);
+  });
+}
+
+inline float silu(float g) { return g / (1.f + std::exp(-g)); }
+
+// Rows [off[e], off[e+1]) of y = the same rows of x @ w[e]^T for every expert e, w [E, M, K] contiguous. The work
+// items are (expert, block of kBlock weight rows), so both threads stream weights the whole time.
+template <typename W>
+void experts_gemv(const float* x, int64_t ldx, const W* w, int64_t M, int64_t K, const std::vector<int64_t>& off,
+                  float* y, int64_t ldy) {
+  std::vector<std::pair<int64_t, int64_t>> items;  // (expert, first weight row)
+  for (size_t e = 0; e + 1 < off.size(); ++e)
+    if (off[e + 1] > off[e])
+      for (int64_t j = 0; j < M; j += kBlock) items.emplace_back(static_cast<int64_t>(e), j);
+  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) {
+      auto [e, j] = items[i];
+      gemv_block(x + off[e] * ldx, ldx, off[e + 1] - off[e], w + e * M * K, K, j, std::min(M, j + kBlock),
+                 y + off[e] * ldy, ldy);
+    }
+  });
+}
+
+// SwiGLU experts over rows of x [off.back(), K] sorted by expert: rows [off[e], off[e+1]) belong to expert e.
+// w13 [E, 2I, K] (gate rows then up rows), w2 [E, K, I]; y [off.back(), K]. Each expert's slice is computed with
+// one pass over its weights; gu is scratch [off.back(), 2I].
+template <typename W>
+void swiglu_experts(const float* x, const std::vector<int64_t>& off, const W* w13, const W* w2, int64_t I, int64_t K,
+                    float* gu, float* y) {
+  const int64_t I2 = 2 * I, N = off.back();
+  experts_gemv(x, K, w13, I2, K, off, gu, I2);        // [gate | up] = x @ w13[e]^T
+  // act = silu(gate) * up, written over the gate half: [rows, I] with row stride 2I
+  at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) {
+      float* row = gu + r * I2;
+      for (int64_t i = 0; i < I; ++i) row[i] = silu(row[i]) * row[I + i];
+    }
+  });
+  experts_gemv(gu, I2, w2, K, I, off, y, K);          // y = act @ w2[e]^T
+}
+
+// Paged decode attention for one (request, KV head): the group's g query heads against L cached tokens, read
+// in place from their blocks (no gather). Two passes over the cache: scores (K), then the weighted sum (V).
+template <typename C>
+void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C* v_cache, const int64_t* table,
+                int64_t L, int64_t bs, int64_t row_stride, int64_t block_stride, float scale, float* scores,
+                float* acc, float* out) {
+  // q [g, d] contiguous; scores [g, L]; acc [g, d]; out [g, d]
+  for (int64_t t = 0; t < L; ++t) {
+    const C* key = k_cache + table[t / bs] * block_stride + (t % bs) * row_stride;
+    for (int64_t j = 0; j < g; j += kRows)
+      rows_dot_n(q + j * d, d, static_cast<int>(std::min<int64_t>(kRows, g - j)), key, d, scores + j * L + t, L);
+  }
+  for (int64_t j = 0; j < g; ++j) {
+    float* s = scores + j * L;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t t = 0; t < L; ++t) mx = std::max(mx, s[t] * scale);
+    float sum = 0.f;
+    for (int64_t t = 0; t < L; ++t) sum += (s[t] = std::exp(s[t] * scale - mx));
+    const float inv = 1.f / sum;
+    for (int64_t t = 0; t < L; ++t) s[t] *= inv;
+  }
+  std::fill(acc, acc + g * d, 0.f);
+  for (int64_t t = 0; t < L; ++t) {
+    const C* val = v_cache + table[t / bs] * block_stride + (t % bs) * row_stride;
+    for (int64_t j = 0; j < g; ++j) {
+      const float p = scores[j * L + t];
+      float* a = acc + j * d;
+      int64_t i = 0;
+#ifdef M2_AVX2
+      const __m256 pv = _mm256_set1_ps(p);
+      for (; i + 8 <= d; i += 8) _mm256_storeu_ps(a + i, _mm256_fmadd_ps(pv, load8(val + i), _mm256_loadu_ps(a + i)));
+#endif
+      for (; i < d; ++i) a[i] += p * static_cast<float>(val[i]);
+    }
+  }
+  std::copy(acc, acc + g * d, out);
+}
+
+// Decode attention of B requests (one query row each) over a paged cache, parallel over (request, KV head).
+// q, out [B, nh, d]; caches [NB, bs, nkv, d] with the given strides; tables [B, tstride]; lens [B].
+template <typename C>
+void decode_attention_all(const float* q, int64_t B, int64_t nh, int64_t nkv, int64_t d, const C* k_cache,
+                          const C* v_cache, int64_t bs, int64_t row_stride, int64_t block_stride, const int64_t* tables,
+                          int64_t tstride, const int64_t* lens, float scale, float* out) {
+  const int64_t g = nh / nkv;
+  int64_t max_len = 0;
+  for (int64_t b = 0; b < B; ++b) max_len = std::max(max_len, lens[b]);
+  at::parallel_for(0, B * nkv, 1, [&](int64_t a, int64_t b_end) {
+    std::vector<float> scores(g * max_len), acc(g * d);
+    for (int64_t item = a; item < b_end; ++item) {
+      const int64_t b = item / nkv, h = item % nkv;
+      const int64_t qoff = (b * nh + h * g) * d;
+      decode_one(q + qoff, g, d, k_cache + h * d, v_cache + h * d, tables + b * tstride, lens[b], bs, row_stride,
+                 block_stride, scale, scores.data(), acc.data(), out + qoff);
+    }
+  });
+}
+
+inline void check_weight(const at::Tensor& w, int64_t dim) {
+  TORCH_CHECK(w.dim() == dim && w.is_contiguous() && w.device().is_cpu(), "weight must be a contiguous CPU tensor of ",
+              dim, " dims");
+  TORCH_CHECK(w.scalar_type() == at::kFloat || w.scalar_type() == at::kBFloat16, "weight dtype must be fp32 or bf16");
+}
+
+// Checks a layer's paged cache view [NB, bs, nkv, d] (k or v) for the layouts the kernels read.
+inline void check_cache(const at::Tensor& k_cache, const at::Tensor& v_cache) {
+  TORCH_CHECK(k_cache.dim() == 4 && k_cache.sizes() == v_cache.sizes() && k_cache.strides() == v_cache.strides(),
+              "k_cache and v_cache must be [NB, bs, nkv, d] views of one layout");
+  TORCH_CHECK(k_cache.stride(3) == 1 && k_cache.stride(2) == k_cache.size(3), "cache rows must be contiguous");
+  TORCH_CHECK(k_cache.scalar_type() == v_cache.scalar_type() &&
+              (k_cache.scalar_type() == at::kFloat || k_cache.scalar_type() == at::kBFloat16),
+              "cache dtype must be fp32 or bf16");
+}
+
+// Every request's context fits its block-table row; returns nothing, throws naming the bad length.
+inline void check_lens(const int64_t* lens, int64_t B, int64_t bs, int64_t table_width) {
+  for (int64_t b = 0; b < B; ++b)
+    TORCH_CHECK(lens[b] > 0 && (lens[b] + bs - 1) / bs <= table_width, "seq_len ", lens[b], " out of range");
+}
+
+}  // namespace m2
+
+// The fused decoder layer (decode_layer.cpp).
+at::Tensor decode_layer(const at::Tensor& h, const std::vector<at::Tensor>& weights, const at::Tensor& cos,
+                        const at::Tensor& sin, const at::Tensor& kv_cache, const at::Tensor& slots,
+                        const at::Tensor& block_tables, const at::Tensor& seq_lens, int64_t num_heads,
+                        int64_t rotary_dim, int64_t top_k, double eps, double scale,
+                        const c10::optional<at::Tensor>& routed);
