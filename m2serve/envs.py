@@ -39,6 +39,18 @@ def fused_decode() -> bool:
     return os.environ.get("M2SERVE_FUSED_DECODE", "1").lower() not in ("0", "false", "no", "off")
 
 
+def cpu_bf16_weights() -> bool:
+    """M2SERVE_CPU_BF16_WEIGHTS=0: on a CPU without native bf16 matmul, --dtype bfloat16 runs bf16 activations (oneDNN) instead of
+    bf16 weights with fp32 compute (on by default)."""
+    return os.environ.get("M2SERVE_CPU_BF16_WEIGHTS", "1").lower() not in ("0", "false", "no", "off")
+
+
+def cpu_keep_freed_memory() -> bool:
+    """M2SERVE_CPU_KEEP_FREED_MEMORY=0 leaves glibc's malloc thresholds alone (executor/cpu_memory.py; on by
+    default when the model runs on CPU)."""
+    return os.environ.get("M2SERVE_CPU_KEEP_FREED_MEMORY", "1").lower() not in ("0", "false", "no", "off")
+
+
 def cpu_weight_prepack() -> bool:
     """M2SERVE_CPU_WEIGHT_PREPACK=0 turns off oneDNN weight prepacking of bf16 matmuls on CPU (on by default)."""
     return os.environ.get("M2SERVE_CPU_WEIGHT_PREPACK", "1").lower() not in ("0", "false", "no", "off")

@@ -36,7 +36,8 @@ class StepRecorder:
         self.engine = llm.engine
         self.runner = self.engine.runner
         self.arch = self.runner.arch
-        self.dtype = self.runner.dtype
+        # The compute dtype (fp32 where --dtype bfloat16 means bf16 weights with fp32 math on a CPU without AMX).
+        self.dtype = getattr(self.runner.model, "dtype", self.runner.dtype)
         self.steps: list[StepRecord] = []
         self.elem_bytes = torch.tensor([], dtype=self.dtype).element_size()
         kv = getattr(self.runner, "kv_cache", None)

@@ -13,6 +13,7 @@ import torch
 from m2serve.config import CacheConfig, CompilationConfig, ModelConfig, SchedulerConfig
 from m2serve.core.messages import ModelRunnerOutput, NewRequestData, SchedulerOutput, TokenLogprob
 from m2serve.distributed.parallel_state import get_parallel_context
+from m2serve.executor.cpu_memory import keep_freed_memory
 from m2serve.layers.attention_metadata import AttentionMetadata
 from m2serve.layers.batch_invariant import set_batch_invariant
 from m2serve.models.loader import load_model, resolve_dtype
@@ -44,6 +45,8 @@ class ModelRunner:
         self.arch = model_config.arch
         self.dtype = resolve_dtype(model_config.dtype, self.arch.torch_dtype, device)
         self.block_size = cache_config.block_size
+        if torch.device(device).type == "cpu":
+            keep_freed_memory()                          # step tensors reuse heap pages instead of faulting
         set_batch_invariant(model_config.batch_invariant)
         self.model = load_model(model_config.path, self.arch, self.dtype, device=device,
                                 parallel=get_parallel_context(), show_progress=show_progress,

@@ -1,8 +1,11 @@
-"""m2serve's compiled CPU kernels (csrc/cpu_gemv.cpp): few-row matmuls that read each weight once.
+"""m2serve's compiled CPU kernels (csrc/): few-row matmuls that read each weight once, and the decode layer built on them.
 
     linear(x [n, K], w [M, K] fp32|bf16) -> [n, M] fp32
     experts(x [N, H] sorted by expert, counts [E], w13 [E, 2I, H], w2 [E, H, I]) -> [N, H] fp32  (SwiGLU)
     decode_attention(q [B, nh, d], k_cache, v_cache [NB, bs, nkv, d], block_tables, seq_lens, scale) -> [B, nh, d]
+    decode_layer(h [T, H], the layer's 12 tensors, ...) -> [T, H]: a whole MiniMax-M2 decoder layer of a decode-only
+        step (models/minimax_m2_fused.py)
+    widen(w bf16) -> fp32 copy
 
 Built with torch.utils.cpp_extension the first time a process needs them (about a minute on 2 cores; cached under
 TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions), only on CPUs with AVX2 + FMA. Where the build fails or
@@ -74,6 +77,12 @@ def linear(kernel, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def experts(kernel, xs: torch.Tensor, counts: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     """SwiGLU experts over rows xs [N, H] sorted by expert (counts [E]) -> [N, H] in xs's dtype."""
     return kernel.experts(xs, counts, w13, w2).to(xs.dtype)
+
+
+@torch.compiler.disable
+def widen(kernel, weight: torch.Tensor) -> torch.Tensor:
+    """A contiguous bf16 tensor as fp32 (a new tensor), about 10x faster than torch's cast on these CPUs."""
+    return kernel.widen(weight)
 
 
 @torch.compiler.disable

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,12 +33,17 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
+from m2serve import envs
 from m2serve.distributed.parallel_state import ParallelContext, get_parallel_context
 from m2serve.errors import CheckpointError, ConfigError
-from m2serve.layers.quant.ascend import load_quant_config
+from m2serve.layers import cpu_kernels
+from m2serve.layers.quant.ascend import AscendQuantConfig, load_quant_config
+from m2serve.layers.quant.cpu_bf16 import CpuBf16WeightsConfig
 from m2serve.layers.quant.base import UnquantizedMoEMethod
 from m2serve.models.arch import MiniMaxM2Arch
 from m2serve.models.minimax_m2 import MiniMaxM2ForCausalLM
+
+logger = logging.getLogger(__name__)
 
 # vLLM's --dtype names.
 _DTYPES = {"float32": torch.float32, "float": torch.float32, "bfloat16": torch.bfloat16,
@@ -45,32 +51,54 @@ _DTYPES = {"float32": torch.float32, "float": torch.float32, "bfloat16": torch.b
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_amx() -> bool:
-    """True on CPUs with AMX tiles (Sapphire Rapids and later), where bf16 matmuls are fast."""
+def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return "amx_tile" in line.split()
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def cpu_has_amx() -> bool:
+    """True on CPUs with AMX tiles (Sapphire Rapids and later), where bf16 matmuls are fast."""
+    return "amx_tile" in _cpu_flags()
+
+
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX-512 BF16 (Cooper Lake, Zen 4): bf16 matmuls run natively instead of emulated."""
+    return cpu_has_amx() or "avx512_bf16" in _cpu_flags()
 
 
 def resolve_dtype(name: str, checkpoint_dtype: str | None, device: torch.device) -> torch.dtype:
-    """--dtype → torch dtype. auto: on CPU bf16 only with AMX (fp32 is faster and exact otherwise); on an
-    accelerator the checkpoint's dtype (bf16 when unknown, or for FP8 checkpoints whose torch_dtype is bf16)."""
+    """--dtype → torch dtype. auto on CPU: bf16 with AMX; else bf16 for a bf16 checkpoint where the CPU kernels
+    can keep its weights in bf16 and compute in fp32 (`wants_cpu_bf16_weights`: lossless, half the bytes per
+    decode step); else fp32. On an accelerator: the checkpoint's dtype (bf16 when unknown, or for FP8 checkpoints
+    whose torch_dtype is bf16)."""
     if isinstance(name, torch.dtype):
         return name
     key = str(name).lower()
+    ckpt = str(checkpoint_dtype or "").lower().removeprefix("torch.")
     if key == "auto":
         if torch.device(device).type == "cpu":
-            return torch.bfloat16 if cpu_has_amx() else torch.float32
-        ckpt = str(checkpoint_dtype or "").lower().removeprefix("torch.")
+            if cpu_has_amx():
+                return torch.bfloat16
+            if ckpt == "bfloat16" and wants_cpu_bf16_weights(torch.bfloat16, device):
+                return torch.bfloat16
+            return torch.float32
         return _DTYPES.get(ckpt, torch.bfloat16)
     if key in _DTYPES:
         return _DTYPES[key]
     raise ConfigError(f"dtype {name!r} is not supported; use one of auto, {', '.join(_DTYPES)}")
+
+
+def wants_cpu_bf16_weights(dtype: torch.dtype, device: torch.device) -> bool:
+    """bf16 on a CPU without native bf16 matmul: store the matrices in bf16 and compute in fp32 (layers/quant/cpu_bf16.py), where
+    the compiled CPU kernels exist to read them (M2SERVE_CPU_BF16_WEIGHTS=0 keeps bf16 activations instead)."""
+    return (dtype == torch.bfloat16 and torch.device(device).type == "cpu" and not cpu_has_native_bf16()
+            and envs.cpu_bf16_weights() and cpu_kernels.get() is not None)
 
 
 # Tensor-name suffixes of quantization formats m2serve does not load, with the format they betray.
@@ -175,6 +203,9 @@ def load_model(model_dir: str | Path, arch: MiniMaxM2Arch, dtype: torch.dtype,
     copies tensors on N threads: safetensors reads from the page cache and torch copies release the GIL."""
     model_dir = Path(model_dir)
     quant_config = load_quant_config(model_dir, arch, quantization)
+    if quant_config is None and wants_cpu_bf16_weights(dtype, device):
+        quant_config, dtype = CpuBf16WeightsConfig(), torch.float32
+        logger.info("dtype bfloat16 on a CPU without native bf16 matmul: %s", quant_config.summary())
     block = _check_quantization(arch.quantization_config)
     parallel = parallel or get_parallel_context()
     with torch.device(device):
@@ -191,7 +222,7 @@ class _WeightFiller:
         self.model, self.ckpt, self.block, self.arch = model, ckpt, block, arch
         self.params = dict(model.named_parameters())
         self.modules = dict(model.named_modules())
-        self.quantized = model.quant_config is not None
+        self.quantized = isinstance(model.quant_config, AscendQuantConfig)   # msModelSlim tensors expected
         # Still to load: plain parameters by name, experts by (layer, local expert id, shard, tensor suffix).
         self.todo = {n for n in self.params if ".mlp.experts." not in n}
         if arch.tie_word_embeddings:

@@ -6,8 +6,9 @@ Python. The fused call runs them as plain loops between the same matmul kernels 
 same math in the same order (fp32 throughout), so it agrees with the unfused layer to float rounding.
 
 It serves only the case it was written for, and the unfused layer serves everything else:
-    per model (checked once): CPU, fp32 model, the compiled kernels present, no tensor or expert parallelism,
-        float weights and KV cache (no quant method), weights the kernels read (not oneDNN-packed);
+    per model (checked once): CPU, fp32 activations, the compiled kernels present, no tensor or expert parallelism,
+        float KV cache, projection and expert matrices all fp32 or all bf16 (layers/quant/cpu_bf16.py), not
+        oneDNN-packed, fp32 router;
     per step: decode-only (one token per request), at most LINEAR_MAX_ROWS rows and EXPERT_MAX_MEAN_ROWS pairs
         per expert (past these MKL's blocked matmuls win), not batch-invariant mode, M2SERVE_FUSED_DECODE on.
 """
@@ -20,6 +21,11 @@ from m2serve.layers import cpu_kernels
 from m2serve.layers.attention_metadata import AttentionMetadata
 from m2serve.layers.batch_invariant import is_batch_invariant
 from m2serve.layers.quant.base import FloatKVCache, UnquantizedLinearMethod, UnquantizedMoEMethod
+from m2serve.layers.quant.cpu_bf16 import Bf16WeightLinearMethod, Bf16WeightMoEMethod
+
+# Methods whose weights the kernel reads as they are (fp32, or bf16 widened in registers).
+_LINEAR_METHODS = (UnquantizedLinearMethod, Bf16WeightLinearMethod)
+_MOE_METHODS = (UnquantizedMoEMethod, Bf16WeightMoEMethod)
 
 
 class FusedDecodeLayer:
@@ -46,12 +52,16 @@ class FusedDecodeLayer:
             return None
         attn, mlp = layer.self_attn, layer.mlp
         linears = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate)
-        if not all(type(m.quant_method) is UnquantizedLinearMethod and getattr(m, "cpu_kernel", None) is not None
+        if not all(type(m.quant_method) in _LINEAR_METHODS and getattr(m, "cpu_kernel", None) is not None
                    for m in linears):
             return None
         experts = mlp.experts
-        if type(experts.quant_method) is not UnquantizedMoEMethod or getattr(experts, "cpu_kernel", None) is None:
+        if type(experts.quant_method) not in _MOE_METHODS or getattr(experts, "cpu_kernel", None) is None:
             return None
+        matrices = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight,
+                    experts.w13_weight, experts.w2_weight)
+        if len({m.dtype for m in matrices}) != 1 or mlp.gate.weight.dtype != torch.float32:
+            return None                                                      # the kernel takes one matrix dtype
         if type(attn.attn.kv_cache_method) is not FloatKVCache or attn.q_proj.weight.device.type != "cpu":
             return None
         kernel = cpu_kernels.get()

@@ -267,7 +267,11 @@ def test_resolve_dtype(monkeypatch):
     monkeypatch.setattr(loader, "cpu_has_amx", lambda: True)
     assert resolve_dtype("auto", "float32", cpu) is torch.bfloat16
     monkeypatch.setattr(loader, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(loader, "wants_cpu_bf16_weights", lambda dtype, device: False)
     assert resolve_dtype("auto", "bfloat16", cpu) is torch.float32
+    monkeypatch.setattr(loader, "wants_cpu_bf16_weights", lambda dtype, device: True)   # bf16 weights, fp32 math
+    assert resolve_dtype("auto", "bfloat16", cpu) is torch.bfloat16
+    assert resolve_dtype("auto", "float32", cpu) is torch.float32
     with pytest.raises(ConfigError, match="'int8'"):
         resolve_dtype("int8", None, cpu)
 

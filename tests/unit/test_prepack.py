@@ -49,6 +49,8 @@ def test_only_bf16_cpu_weights_are_packed(monkeypatch):
 def test_bf16_model_uses_packed_weights_and_matches_unpacked(tiny_model_dir, monkeypatch):
     from m2serve import LLM, SamplingParams
 
+    # bf16 activations through oneDNN (not the bf16-weights / fp32-math mode of CPUs without native bf16).
+    monkeypatch.setenv("M2SERVE_CPU_BF16_WEIGHTS", "0")
     prompts = [{"prompt_token_ids": list(range(3, 3 + n))} for n in (1, 7, 20)]
     greedy = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True, logprobs=0)
     packed = LLM(str(tiny_model_dir), dtype="bfloat16", kv_cache_memory_bytes=16 << 20, show_progress=False)
