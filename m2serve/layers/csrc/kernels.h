@@ -46,15 +46,10 @@ inline float hsum(__m256 v) {
 }
 #endif
 
-// out[r * ldo] = dot(x[r * ldx, :K], w[:K]) for r < NR (NR a constant, so the accumulators stay in registers).
-// Two accumulator sets per row (k and k+8 alternate): with one, each row's FMAs form a single dependency chain and
-// a 1-2 row dot runs at the FMA latency (about 24 GB/s of weights per core), not at the memory's speed. Every NR
-// uses the same order of additions, so a row's result does not depend on the rows beside it.
-// The weights are prefetched kPrefetchBytes ahead (the next rows of a weight block): the hardware prefetcher alone
-// left a 2-row expert pass at 24 GB/s, with the hint it streams at 33-35 GB/s on this 2-core EPYC (34 GB/s read).
-constexpr int64_t kPrefetchBytes = 4096;
-
-template <int NR, typename W, bool Prefetch = true>
+// out[r * ldo] = dot(x[r * ldx, :K], w[:K]) for r < NR (NR a constant, so the accumulators stay in registers):
+// the query rows of a KV head against one cached key. Two accumulator sets per row (k and k+8 alternate) keep
+// the FMA chains short; every NR adds in the same order, so a row's result does not depend on its neighbours.
+template <int NR, typename W>
 inline void rows_dot(const float* x, int64_t ldx, const W* w, int64_t K, float* out, int64_t ldo) {
   int64_t k = 0;
   float sum[NR];
@@ -63,7 +58,6 @@ inline void rows_dot(const float* x, int64_t ldx, const W* w, int64_t K, float* 
   __m256 acc0[NR], acc1[NR];
   for (int r = 0; r < NR; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
   for (; k + 16 <= K; k += 16) {
-    if (Prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + k) + kPrefetchBytes, _MM_HINT_T0);
     const __m256 w0 = load8(w + k), w1 = load8(w + k + 8);
     for (int r = 0; r < NR; ++r) {
       acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k), w0, acc0[r]);
@@ -84,24 +78,77 @@ inline void rows_dot(const float* x, int64_t ldx, const W* w, int64_t K, float* 
   for (int r = 0; r < NR; ++r) out[r * ldo] = sum[r];
 }
 
-template <typename W, bool Prefetch = true>
+template <typename W>
 inline void rows_dot_n(const float* x, int64_t ldx, int n, const W* w, int64_t K, float* out, int64_t ldo) {
   switch (n) {
-    case 1: rows_dot<1, W, Prefetch>(x, ldx, w, K, out, ldo); break;
-    case 2: rows_dot<2, W, Prefetch>(x, ldx, w, K, out, ldo); break;
-    case 3: rows_dot<3, W, Prefetch>(x, ldx, w, K, out, ldo); break;
-    default: rows_dot<4, W, Prefetch>(x, ldx, w, K, out, ldo); break;
+    case 1: rows_dot<1>(x, ldx, w, K, out, ldo); break;
+    case 2: rows_dot<2>(x, ldx, w, K, out, ldo); break;
+    case 3: rows_dot<3>(x, ldx, w, K, out, ldo); break;
+    default: rows_dot<4>(x, ldx, w, K, out, ldo); break;
   }
+}
+
+// out[r * ldo + i] = dot(x[r * ldx, :K], w[i * K, :K]) for r < NR, i < NW: a register block of NR x rows by NW
+// weight rows (NR * NW accumulators, one FMA chain each over k). Each x load serves NW weight rows and each weight
+// load NR x rows, so a 16-row linear stays on the FMA units instead of the load ports. The chain of an output
+// element is the same whatever NR and NW are, so a row's result does not depend on the rows beside it. The
+// weights are prefetched one block of rows ahead (the next block's rows, same column): without the hint a 2-row
+// expert pass streamed 24 GB/s on this 2-core EPYC, with it 33-35 (34 GB/s read).
+template <int NR, int NW, typename W>
+inline void block_dot(const float* x, int64_t ldx, const W* w, int64_t K, float* out, int64_t ldo) {
+  float sum[NR][NW];
+  for (int r = 0; r < NR; ++r)
+    for (int i = 0; i < NW; ++i) sum[r][i] = 0.f;
+  int64_t k = 0;
+#ifdef M2_AVX2
+  __m256 acc[NR][NW];
+  for (int r = 0; r < NR; ++r)
+    for (int i = 0; i < NW; ++i) acc[r][i] = _mm256_setzero_ps();
+  for (; k + 8 <= K; k += 8) {
+    if ((k & 15) == 0)
+      for (int i = 0; i < NW; ++i)
+        _mm_prefetch(reinterpret_cast<const char*>(w + (i + NW) * K + k), _MM_HINT_T0);
+    __m256 xv[NR];
+    for (int r = 0; r < NR; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + k);
+    for (int i = 0; i < NW; ++i) {
+      const __m256 wv = load8(w + i * K + k);
+      for (int r = 0; r < NR; ++r) acc[r][i] = _mm256_fmadd_ps(xv[r], wv, acc[r][i]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int i = 0; i < NW; ++i) sum[r][i] = hsum(acc[r][i]);
+#endif
+  for (; k < K; ++k)
+    for (int i = 0; i < NW; ++i) {
+      const float wk = static_cast<float>(w[i * K + k]);
+      for (int r = 0; r < NR; ++r) sum[r][i] += x[r * ldx + k] * wk;
+    }
+  for (int r = 0; r < NR; ++r)
+    for (int i = 0; i < NW; ++i) out[r * ldo + i] = sum[r][i];
+}
+
+constexpr int kBlockX = 2;   // x rows per register block
+constexpr int kBlockW = 4;   // weight rows per register block
+
+template <int NW, typename W>
+inline void block_rows(const float* x, int64_t ldx, int64_t n, const W* w, int64_t K, float* y, int64_t ldy) {
+  int64_t r = 0;
+  for (; r + kBlockX <= n; r += kBlockX) block_dot<kBlockX, NW>(x + r * ldx, ldx, w, K, y + r * ldy, ldy);
+  if (r < n) block_dot<1, NW>(x + r * ldx, ldx, w, K, y + r * ldy, ldy);
 }
 
 // y[0:n, j0:j1] = x[0:n] @ w[j0:j1]^T, x [n, K] (row stride ldx), w [M, K] contiguous, y row stride ldy
 template <typename W>
 void gemv_block(const float* x, int64_t ldx, int64_t n, const W* w, int64_t K, int64_t j0, int64_t j1, float* y,
                 int64_t ldy) {
-  for (int64_t j = j0; j < j1; ++j)
-    for (int64_t r = 0; r < n; r += kRows)
-      rows_dot_n(x + r * ldx, ldx, static_cast<int>(std::min<int64_t>(kRows, n - r)), w + j * K, K, y + r * ldy + j,
-                 ldy);
+  int64_t j = j0;
+  for (; j + kBlockW <= j1; j += kBlockW) block_rows<kBlockW>(x, ldx, n, w + j * K, K, y + j, ldy);
+  switch (j1 - j) {
+    case 3: block_rows<3>(x, ldx, n, w + j * K, K, y + j, ldy); break;
+    case 2: block_rows<2>(x, ldx, n, w + j * K, K, y + j, ldy); break;
+    case 1: block_rows<1>(x, ldx, n, w + j * K, K, y + j, ldy); break;
+    default: break;
+  }
 }
 
 // y [n, M] (row stride ldy) = x [n, K] @ w [M, K]^T, blocks of kBlock weight rows over the threads
@@ -112,7 +159,63 @@ void gemv(const float* x, int64_t n, const W* w, int64_t M, int64_t K, float* y,
   });
 }
 
+#ifdef M2_AVX2
+// e^x for 8 lanes: x = n ln2 + r, e^r by a degree-6 polynomial (Cephes expf's coefficients), 2^n in the
+// exponent bits; about 2 ulp over the clamped range. The scalar std::exp in the softmax and SwiGLU loops was a
+// tenth of the decode step.
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  const __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+#endif
+
 inline float silu(float g) { return g / (1.f + std::exp(-g)); }
+
+// row[i] = silu(row[i]) * row[I + i] for i < I (SwiGLU over a [gate | up] row, written over the gate half)
+inline void swiglu_row(float* row, int64_t I) {
+  int64_t i = 0;
+#ifdef M2_AVX2
+  const __m256 one = _mm256_set1_ps(1.f);
+  for (; i + 8 <= I; i += 8) {
+    const __m256 g = _mm256_loadu_ps(row + i);
+    const __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_mul_ps(g, sig), _mm256_loadu_ps(row + I + i)));
+  }
+#endif
+  for (; i < I; ++i) row[i] = silu(row[i]) * row[I + i];
+}
+
+// s[t] = exp(s[t] * scale - max) / sum over t < L: one query row's softmax, in place
+inline void softmax_row(float* s, int64_t L, float scale) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t t = 0; t < L; ++t) mx = std::max(mx, s[t] * scale);
+  float sum = 0.f;
+  int64_t t = 0;
+#ifdef M2_AVX2
+  const __m256 sc = _mm256_set1_ps(scale), m = _mm256_set1_ps(mx);
+  __m256 acc = _mm256_setzero_ps();
+  for (; t + 8 <= L; t += 8) {
+    const __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(s + t), sc, m));
+    _mm256_storeu_ps(s + t, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  sum = hsum(acc);
+#endif
+  for (; t < L; ++t) sum += (s[t] = std::exp(s[t] * scale - mx));
+  const float inv = 1.f / sum;
+  for (int64_t u = 0; u < L; ++u) s[u] *= inv;
+}
 
 // Rows [off[e], off[e+1]) of y = the same rows of x @ w[e]^T for every expert e, w [E, M, K] contiguous. The work
 // items are (expert, block of kBlock weight rows), so both threads stream weights the whole time.
@@ -142,10 +245,7 @@ void swiglu_experts(const float* x, const std::vector<int64_t>& off, const W* w1
   experts_gemv(x, K, w13, I2, K, off, gu, I2);        // [gate | up] = x @ w13[e]^T
   // act = silu(gate) * up, written over the gate half: [rows, I] with row stride 2I
   at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
-    for (int64_t r = a; r < b; ++r) {
-      float* row = gu + r * I2;
-      for (int64_t i = 0; i < I; ++i) row[i] = silu(row[i]) * row[I + i];
-    }
+    for (int64_t r = a; r < b; ++r) swiglu_row(gu + r * I2, I);
   });
   experts_gemv(gu, I2, w2, K, I, off, y, K);          // y = act @ w2[e]^T
 }
@@ -160,19 +260,9 @@ void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C*
   for (int64_t t = 0; t < L; ++t) {
     const C* key = k_cache + table[t / bs] * block_stride + (t % bs) * row_stride;
     for (int64_t j = 0; j < g; j += kRows)
-      // a key row is short and its successor is elsewhere in the cache: no prefetch
-      rows_dot_n<C, false>(q + j * d, d, static_cast<int>(std::min<int64_t>(kRows, g - j)), key, d, scores + j * L + t,
-                           L);
+      rows_dot_n(q + j * d, d, static_cast<int>(std::min<int64_t>(kRows, g - j)), key, d, scores + j * L + t, L);
   }
-  for (int64_t j = 0; j < g; ++j) {
-    float* s = scores + j * L;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t t = 0; t < L; ++t) mx = std::max(mx, s[t] * scale);
-    float sum = 0.f;
-    for (int64_t t = 0; t < L; ++t) sum += (s[t] = std::exp(s[t] * scale - mx));
-    const float inv = 1.f / sum;
-    for (int64_t t = 0; t < L; ++t) s[t] *= inv;
-  }
+  for (int64_t j = 0; j < g; ++j) softmax_row(scores + j * L, L, scale);
   std::fill(acc, acc + g * d, 0.f);
   for (int64_t t = 0; t < L; ++t) {
     const C* val = v_cache + table[t / bs] * block_stride + (t % bs) * row_stride;
