@@ -127,6 +127,9 @@ class ModelRunner:
 
     @torch.inference_mode()
     def execute_model(self, sched: SchedulerOutput) -> ModelRunnerOutput:
+        # The numerics mode is a process-wide switch: set it every step, so two engines in one process (tests,
+        # notebooks) each run with their own.
+        set_batch_invariant(self.model_config.batch_invariant)
         self._update_states(sched)
         if not sched.scheduled:
             return ModelRunnerOutput([], [], [])

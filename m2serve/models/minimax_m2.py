@@ -149,8 +149,10 @@ class MiniMaxM2ForCausalLM(nn.Module):
         self.parallel = parallel or get_parallel_context()
         self.quant_config = quant_config
         self.model = MiniMaxM2Model(arch, dtype, self.parallel, quant_config)
-        # Untied (tie_word_embeddings is false for every released M2); replicated under TP for now.
-        self.lm_head = ReplicatedLinear(arch.hidden_size, arch.vocab_size, dtype, self.parallel)
+        # Untied (tie_word_embeddings is false for every released M2); replicated under TP for now. Float in every
+        # quant config (msModelSlim keeps it FLOAT); bf16-stored under CPU bf16 weights (layers/quant/cpu_bf16.py).
+        self.lm_head = ReplicatedLinear(arch.hidden_size, arch.vocab_size, dtype, self.parallel,
+                                        _linear_method(quant_config, "lm_head"))
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
                 aux_layer_ids: Sequence[int] = ()) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:

@@ -65,6 +65,7 @@ def test_bf16_weights_fp32_compute_matches_fp32(bf16_dir):
     assert layer.self_attn.q_proj.weight.dtype == layer.mlp.experts.w13_weight.dtype == torch.bfloat16
     assert model.dtype == torch.float32 and model.model.embed_tokens.weight.dtype == torch.float32
     assert layer.mlp.gate.weight.dtype == torch.float32                   # the router stays fp32
+    assert model.lm_head.weight.dtype == torch.bfloat16
     assert llm.engine.runner.kv_cache.dtype == torch.float32
     assert model.model.fused_layers() is not None
     _, want = _run(bf16_dir, "float32")

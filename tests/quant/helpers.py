@@ -4,12 +4,15 @@ from __future__ import annotations
 import torch
 
 from m2serve.layers.attention_metadata import AttentionMetadata
+from m2serve.layers.batch_invariant import set_batch_invariant
 
 
 @torch.inference_mode()
 def engine_logits(model, prompt: list[int], decode: list[int] = (), block_size: int = 4,
                   num_blocks: int = 32) -> torch.Tensor:
-    """(logits [len(prompt) + len(decode), V] fp32, the KV cache); blocks are handed out in a shuffled order."""
+    """(logits [len(prompt) + len(decode), V] fp32, the KV cache); blocks are handed out in a shuffled order.
+    Runs the engine's default numerics (not batch-invariant, whatever an earlier test's engine left set)."""
+    set_batch_invariant(False)
     arch = model.arch
     cache = torch.zeros(arch.num_hidden_layers, 2, num_blocks, block_size, arch.num_key_value_heads, arch.head_dim,
                         dtype=model.kv_cache_dtype)

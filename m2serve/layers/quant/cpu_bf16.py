@@ -2,8 +2,8 @@
 
 On such a CPU a bf16 matmul is emulated (1.2 GFLOP/s here against 140-170 for fp32), so bf16 activations are slow,
 while a decode step is bound by reading the weights: storing them in bf16 halves those bytes. So the model keeps
-fp32 activations, norms, router and KV cache, and only the big matrices (q/k/v/o projections and the experts) are
-stored in bf16:
+fp32 activations, norms, embedding, router and KV cache, and only the big matrices (q/k/v/o projections, the
+experts and lm_head) are stored in bf16:
   * decode (few rows): m2serve's CPU kernels read the bf16 weights and widen them in registers (fp32 math);
   * prefill and anything past the kernels' row limits: the weight is widened to fp32 for that call and MKL runs
     it (compute-bound there, so the extra pass over the weights costs a few percent).
@@ -67,7 +67,7 @@ class Bf16WeightMoEMethod(UnquantizedMoEMethod):
 
 
 class CpuBf16WeightsConfig:
-    """Every projection and expert layer stores bf16 and computes fp32; the router and lm_head stay fp32."""
+    """Every projection, expert layer and lm_head stores bf16 and computes fp32; the router stays fp32."""
 
     def get_linear_method(self, prefix: str) -> LinearMethod:
         return Bf16WeightLinearMethod()
