@@ -13,6 +13,7 @@ from pathlib import Path
 from m2serve import envs
 from m2serve.cli.args import add, add_bool, compilation_arg, json_arg, size_arg
 from m2serve.config import BUNDLED_MODEL, EngineConfig
+from m2serve.executor.cpu_binding import CpuBinding, plan_cpu_binding
 
 logger = logging.getLogger("m2serve.serve")
 
@@ -22,7 +23,7 @@ ASCEND_ADDITIONAL_CONFIG = {"enable_fused_mc2", "enable_flashcomm1", "enable_fla
                             "multistream_overlap_shared_expert", "enable_weight_nz_layout", "lmhead_tensor_parallel_size",
                             "oproj_tensor_parallel_size", "enable_prefetch", "dynamic_eplb", "refresh",
                             "layer_sharding", "enable_npugraph_ex"}
-# Keys m2serve understands (performance knobs applied by the CPU engine).
+# Keys m2serve understands (performance knobs applied by the CPU engine: executor/cpu_binding.py).
 KNOWN_ADDITIONAL_CONFIG = {"enable_cpu_binding"}
 
 
@@ -108,6 +109,7 @@ class ServerConfig:
     uvicorn_log_level: str = "warning"
     disable_log_stats: bool = False
     engine_threads: int | None = None
+    cpu_binding: CpuBinding | None = None        # enable_cpu_binding: API server and engine on separate CPUs
 
 
 def _refuse(flag: str, value, why: str) -> StartupError:
@@ -159,6 +161,9 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
         raise _refuse("--reasoning-parser", args.reasoning_parser, f"unknown parser; known: {sorted(REASONING_PARSERS)}")
 
     _log_not_applicable(args)
+    binding = None
+    if (args.additional_config or {}).get("enable_cpu_binding"):
+        binding = plan_cpu_binding()
     dtype = {"half": "float16", "float": "float32", "bf16": "bfloat16"}.get(args.dtype, args.dtype)
     engine = EngineConfig.create(
         model, dtype=dtype, max_model_len=args.max_model_len, seed=args.seed, block_size=args.block_size,
@@ -180,7 +185,7 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
         tool_call_parser=args.tool_call_parser, reasoning_parser=args.reasoning_parser, chat_template=chat_template,
         default_chat_template_kwargs=args.default_chat_template_kwargs or {}, response_role=args.response_role,
         max_logprobs=args.max_logprobs, uvicorn_log_level=args.uvicorn_log_level,
-        disable_log_stats=args.disable_log_stats)
+        disable_log_stats=args.disable_log_stats, cpu_binding=binding)
 
 
 def _log_not_applicable(args: argparse.Namespace) -> None:

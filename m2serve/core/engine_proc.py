@@ -25,7 +25,8 @@ from m2serve.errors import M2ServeError
 logger = logging.getLogger("m2serve.engine")
 
 
-def run_engine_core(config: EngineConfig, input_addr: str, output_addr: str, num_threads: int | None = None) -> None:
+def run_engine_core(config: EngineConfig, input_addr: str, output_addr: str, num_threads: int | None = None,
+                    cpus: tuple[int, ...] | None = None) -> None:
     """Entry point of the engine-core process (multiprocessing target)."""
     logging.basicConfig(level=envs.log_level(),
                         format="%(levelname)s %(asctime)s [engine] %(message)s")
@@ -37,6 +38,9 @@ def run_engine_core(config: EngineConfig, input_addr: str, output_addr: str, num
     enc = msgspec.msgpack.Encoder()
     dec = msgspec.msgpack.Decoder(ToEngine)
     try:
+        if cpus:
+            from m2serve.executor.cpu_binding import bind_this_process
+            bind_this_process(cpus, threads=num_threads is None)    # one intra-op thread per bound CPU
         if num_threads:
             import torch
             torch.set_num_threads(num_threads)

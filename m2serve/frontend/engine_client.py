@@ -49,11 +49,13 @@ class _Stream:
 
 class AsyncEngineClient:
     def __init__(self, config: EngineConfig, tokenizer: Tokenizer | None, eos_token_ids: list[int],
-                 metrics_name: str, engine_threads: int | None = None):
+                 metrics_name: str, engine_threads: int | None = None,
+                 engine_cpus: tuple[int, ...] | None = None):
         self.config = config
         self.tokenizer = tokenizer
         self.eos_token_ids = eos_token_ids
         self.engine_threads = engine_threads
+        self.engine_cpus = engine_cpus             # bind the engine process there (enable_cpu_binding)
         self.output_processor = OutputProcessor(tokenizer)
         self.streams: dict[str, _Stream] = {}
         self.dead: str | None = None
@@ -79,7 +81,8 @@ class AsyncEngineClient:
         self._from_engine.bind(out_addr)
         mp = multiprocessing.get_context("spawn")
         self.proc = mp.Process(target=run_engine_core, name="m2serve-engine-core",
-                               args=(self.config, in_addr, out_addr, self.engine_threads), daemon=True)
+                               args=(self.config, in_addr, out_addr, self.engine_threads, self.engine_cpus),
+                               daemon=True)
         self.proc.start()
         deadline = time.monotonic() + timeout
         while self.ready is None:

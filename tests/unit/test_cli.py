@@ -78,3 +78,59 @@ def test_compilation_and_async_flags_reach_the_engine(tiny_model_dir):
     cfg = build_server_config(parse(tiny_model_dir, "--model-loader-extra-config",
                                     '{"enable_multithread_load": true, "num_threads": 4}'))
     assert cfg.engine.model.load_threads == 4
+
+
+def test_cpu_binding_splits_api_and_engine_cpus(tiny_model_dir, monkeypatch, caplog):
+    import os
+
+    from m2serve.executor import cpu_binding
+
+    flags = ("--additional-config", '{"enable_cpu_binding": true}')
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    cfg = build_server_config(parse(tiny_model_dir, *flags))
+    assert cfg.cpu_binding == cpu_binding.CpuBinding(api_cpus=(5,), engine_cpus=(0, 1, 2, 3, 4))
+    assert build_server_config(parse(tiny_model_dir)).cpu_binding is None          # off unless asked
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    with caplog.at_level(logging.WARNING):
+        assert build_server_config(parse(tiny_model_dir, *flags)).cpu_binding is None
+    assert "not binding" in caplog.text
+
+
+def test_bind_this_process_pins_and_sizes_threads():
+    import os
+
+    import torch
+
+    from m2serve.executor.cpu_binding import bind_this_process
+
+    before, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    one = min(before)
+    try:
+        bind_this_process([one], threads=True)
+        assert os.sched_getaffinity(0) == {one} and torch.get_num_threads() == 1
+    finally:
+        os.sched_setaffinity(0, before)
+        torch.set_num_threads(threads)
+
+
+def test_engine_process_binds_itself(tiny_model_dir):
+    """A real engine-core process started with engine CPUs runs pinned to them."""
+    import asyncio
+    import os
+
+    from m2serve.config import EngineConfig
+    from m2serve.frontend.engine_client import AsyncEngineClient
+
+    cpu = min(os.sched_getaffinity(0))
+
+    async def run():
+        client = AsyncEngineClient(EngineConfig.create(str(tiny_model_dir), dtype="float32",
+                                                       kv_cache_memory_bytes=8 << 20),
+                                   None, [2], "tiny", engine_cpus=(cpu,))
+        await client.start(timeout=300)
+        try:
+            return os.sched_getaffinity(client.proc.pid)
+        finally:
+            await client.shutdown()
+
+    assert asyncio.run(run()) == {cpu}

@@ -208,9 +208,14 @@ def run_server(config: ServerConfig) -> int:
 async def _serve(config: ServerConfig) -> int:
     tokenizer = Tokenizer.from_dir(config.engine.model.path)
     eos = eos_token_ids_for(tokenizer, config.engine.model.generation_config, config.engine.model.arch.eos_token_id)
+    binding = config.cpu_binding
     client = AsyncEngineClient(config.engine, tokenizer, eos, config.served_model_names[0],
-                               engine_threads=config.engine_threads)
+                               engine_threads=config.engine_threads,
+                               engine_cpus=binding.engine_cpus if binding else None)
     await client.start()
+    if binding is not None:                                   # after the spawn: the engine binds itself
+        from m2serve.executor.cpu_binding import bind_this_process
+        bind_this_process(binding.api_cpus)
     app = build_app(config, client, tokenizer)
     uv = uvicorn.Server(uvicorn.Config(app, host=config.host or "0.0.0.0", port=config.port,
                                        log_level=config.uvicorn_log_level, timeout_keep_alive=5,
