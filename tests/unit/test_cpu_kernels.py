@@ -103,3 +103,25 @@ def test_decode_attention_rejects_out_of_range_lengths(kernel):
     with pytest.raises(RuntimeError, match="out of range"):
         kernel.decode_attention(torch.zeros(1, 2, 8), cache[0], cache[1], torch.zeros(1, 2, dtype=torch.long),
                                 torch.tensor([9]), 1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_experts_whole_expert_order_equals_split_order(kernel, dtype):
+    """With >= 2 routed experts per thread each thread runs whole experts; with fewer, every expert's rows are
+    split over the threads. The two orders must agree bitwise (same code for every output)."""
+    g = torch.Generator().manual_seed(7)
+    E, H, I = 8, 64, 48
+    w13 = (torch.randn(E, 2 * I, H, generator=g) / 8).to(dtype)
+    w2 = (torch.randn(E, H, I, generator=g) / 6).to(dtype)
+    counts = torch.tensor([2, 5, 0, 1, 3, 1, 6, 2])                   # 7 routed experts, 1-6 rows each
+    x = torch.randn(int(counts.sum()), H, generator=g)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        whole = kernel.experts(x, counts, w13, w2)                     # 7 >= 2 * 1: whole experts
+        torch.set_num_threads(8)
+        split = kernel.experts(x, counts, w13, w2)                     # 7 < 2 * 8: split passes
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(whole, split)
+    torch.testing.assert_close(whole, _experts_ref(x, counts, w13, w2), rtol=1e-5, atol=1e-4)

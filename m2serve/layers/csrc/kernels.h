@@ -265,10 +265,28 @@ void experts_gemv(const float* x, int64_t ldx, const W* w, int64_t M, int64_t K,
 // SwiGLU experts over rows of x [off.back(), K] sorted by expert: rows [off[e], off[e+1]) belong to expert e.
 // w13 [E, 2I, K] (gate rows then up rows), w2 [E, K, I]; y [off.back(), K]. Each expert's slice is computed with
 // one pass over its weights; gu is scratch [off.back(), 2I].
+// With at least two routed experts per thread, each thread takes whole experts (w13, SwiGLU, w2 back to back, a
+// contiguous run of the stacked weights, no barrier between the passes); with fewer, both passes split every
+// expert's rows over the threads. Both orders compute every output with the same code, so they agree bitwise.
 template <typename W>
 void swiglu_experts(const float* x, const std::vector<int64_t>& off, const W* w13, const W* w2, int64_t I, int64_t K,
                     float* gu, float* y) {
   const int64_t I2 = 2 * I, N = off.back();
+  std::vector<int64_t> routed;
+  for (size_t e = 0; e + 1 < off.size(); ++e)
+    if (off[e + 1] > off[e]) routed.push_back(static_cast<int64_t>(e));
+  const int64_t n_routed = static_cast<int64_t>(routed.size());
+  if (n_routed >= 2 * at::get_num_threads()) {
+    at::parallel_for(0, n_routed, 1, [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) {
+        const int64_t e = routed[i], r0 = off[e], n = off[e + 1] - off[e];
+        gemv_block(x + r0 * K, K, n, w13 + e * I2 * K, K, 0, I2, gu + r0 * I2, I2);
+        for (int64_t r = r0; r < r0 + n; ++r) swiglu_row(gu + r * I2, I);
+        gemv_block(gu + r0 * I2, I2, n, w2 + e * K * I, I, 0, K, y + r0 * K, K);
+      }
+    });
+    return;
+  }
   experts_gemv(x, K, w13, I2, K, off, gu, I2);        // [gate | up] = x @ w13[e]^T
   // act = silu(gate) * up, written over the gate half: [rows, I] with row stride 2I
   at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
@@ -290,18 +308,32 @@ void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C*
       rows_dot_n(q + j * d, d, static_cast<int>(std::min<int64_t>(kRows, g - j)), key, d, scores + j * L + t, L);
   }
   for (int64_t j = 0; j < g; ++j) softmax_row(scores + j * L, L, scale);
-  std::fill(acc, acc + g * d, 0.f);
-  for (int64_t t = 0; t < L; ++t) {
-    const C* val = v_cache + table[t / bs] * block_stride + (t % bs) * row_stride;
-    for (int64_t j = 0; j < g; ++j) {
-      const float p = scores[j * L + t];
-      float* a = acc + j * d;
-      int64_t i = 0;
+  // out[j] = sum_t p[j, t] * V[t], one query head and up to 64 dims at a time with the sums in registers (the
+  // same FMA sequence over t as accumulating in memory, without a load and a store per FMA).
+  for (int64_t j = 0; j < g; ++j) {
+    const float* p = scores + j * L;
+    float* a = acc + j * d;
+    int64_t i0 = 0;
 #ifdef M2_AVX2
-      const __m256 pv = _mm256_set1_ps(p);
-      for (; i + 8 <= d; i += 8) _mm256_storeu_ps(a + i, _mm256_fmadd_ps(pv, load8(val + i), _mm256_loadu_ps(a + i)));
+    for (; i0 + 8 <= d; i0 += 64) {
+      const int nv = static_cast<int>(std::min<int64_t>(8, (d - i0) / 8));
+      __m256 s8[8];
+      for (int v = 0; v < 8; ++v) s8[v] = _mm256_setzero_ps();
+      for (int64_t t = 0; t < L; ++t) {
+        const C* val = v_cache + table[t / bs] * block_stride + (t % bs) * row_stride + i0;
+        const __m256 pv = _mm256_set1_ps(p[t]);
+        for (int v = 0; v < 8; ++v)
+          if (v < nv) s8[v] = _mm256_fmadd_ps(pv, load8(val + 8 * v), s8[v]);
+      }
+      for (int v = 0; v < nv; ++v) _mm256_storeu_ps(a + i0 + 8 * v, s8[v]);
+      i0 += 8 * nv - 64;                                   // advance by the dims actually done
+    }
 #endif
-      for (; i < d; ++i) a[i] += p * static_cast<float>(val[i]);
+    for (int64_t i = i0; i < d; ++i) {
+      float sum = 0.f;
+      for (int64_t t = 0; t < L; ++t)
+        sum += p[t] * static_cast<float>(v_cache[table[t / bs] * block_stride + (t % bs) * row_stride + i]);
+      a[i] = sum;
     }
   }
   std::copy(acc, acc + g * d, out);
