@@ -302,7 +302,31 @@ void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C*
                 int64_t L, int64_t bs, int64_t row_stride, int64_t block_stride, float scale, float* scores,
                 float* acc, float* out) {
   // q [g, d] contiguous; scores [g, L]; acc [g, d]; out [g, d]
-  for (int64_t t = 0; t < L; ++t) {
+  int64_t t = 0;
+#ifdef M2_AVX2
+  // Scores of 8 tokens at a time (d a multiple of 8): one accumulator per token, reduced together by a tree of
+  // horizontal adds instead of one full horizontal sum per (token, head).
+  if (d % 8 == 0) {
+    for (; t + 8 <= L; t += 8) {
+      const C* key[8];
+      for (int u = 0; u < 8; ++u) key[u] = k_cache + table[(t + u) / bs] * block_stride + ((t + u) % bs) * row_stride;
+      for (int64_t j = 0; j < g; ++j) {
+        __m256 a[8];
+        for (int u = 0; u < 8; ++u) a[u] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < d; c += 8) {
+          const __m256 qc = _mm256_loadu_ps(q + j * d + c);
+          for (int u = 0; u < 8; ++u) a[u] = _mm256_fmadd_ps(qc, load8(key[u] + c), a[u]);
+        }
+        const __m256 h0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+        const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
+                                          _mm256_permute2f128_ps(h0123, h4567, 0x31));
+        _mm256_storeu_ps(scores + j * L + t, sums);                  // tokens t..t+7 of head j
+      }
+    }
+  }
+#endif
+  for (; t < L; ++t) {
     const C* key = k_cache + table[t / bs] * block_stride + (t % bs) * row_stride;
     for (int64_t j = 0; j < g; j += kRows)
       rows_dot_n(q + j * d, d, static_cast<int>(std::min<int64_t>(kRows, g - j)), key, d, scores + j * L + t, L);
