@@ -58,11 +58,9 @@ class StepRecorder:
                                          device=self.runner.device)
                 for i, mod in enumerate(experts):
                     self._hooks.append(mod.register_forward_pre_hook(self._make_hook(i)))
-                fused = getattr(self.runner.model.model, "fused_layers", lambda: None)()
-                if fused is not None and len(fused) == len(experts):
-                    self._fused = fused
-                    for i, layer in enumerate(fused):
-                        layer.route_hook = self._make_route_hook(i)
+                self._fused = self.runner.model.model.fused_layers() or []   # one per layer, like experts
+                for i, layer in enumerate(self._fused):
+                    layer.route_hook = self._make_route_hook(i)
         self.engine.step = self._step
         self.runner.execute_model = self._execute
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from m2serve import envs
+from m2serve.layers.batch_invariant import is_batch_invariant
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,16 @@ def usable(weight: torch.Tensor) -> bool:
     """A weight these kernels can multiply (then get() decides whether they exist)."""
     return (weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
             and weight.is_contiguous())
+
+
+def serves_linear(kernel, rows: int) -> bool:
+    """A linear call of `rows` input rows goes to the kernel (not past the row limit, not batch-invariant)."""
+    return kernel is not None and rows <= LINEAR_MAX_ROWS and not is_batch_invariant()
+
+
+def serves_experts(kernel, rows: int, num_experts: int) -> bool:
+    """A MoE call of `rows` (token, expert) pairs over `num_experts` local experts goes to the kernel."""
+    return kernel is not None and rows <= EXPERT_MAX_MEAN_ROWS * num_experts and not is_batch_invariant()
 
 
 @torch.compiler.disable   # an opaque extension call: a compiled layer runs it eagerly

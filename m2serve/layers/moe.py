@@ -100,18 +100,14 @@ class FusedExperts(nn.Module):
         y[order] = y_sorted.float() * w_sorted[:, None]                      # back to (token, k) order
         return y.view(T, K, -1).sum(1)                                       # [T, H] weighted sum over k
 
-    def float_experts(self, xs: torch.Tensor, counts: torch.Tensor, w13: torch.Tensor | None = None,
-                      w2: torch.Tensor | None = None) -> torch.Tensor:
-        """SwiGLU of each contiguous expert slice of xs [N, H] (counts [E_local] rows each) -> [N, H]. w13/w2
-        replace the stacked weights for this call (a method that stores them in another dtype widens them)."""
-        if w13 is None and getattr(self, "packed_experts", None) is not None:
-            return self._experts_loop(xs, counts, packed=self.packed_experts)   # bf16 CPU: oneDNN-prepacked
+    def float_experts(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """SwiGLU of each contiguous expert slice of xs [N, H] (counts [E_local] rows each) -> [N, H]."""
+        if getattr(self, "packed_experts", None) is not None:
+            return self._experts_loop(xs, counts, self.w13_weight, self.w2_weight, self.packed_experts)  # oneDNN
         kernel = getattr(self, "cpu_kernel", None)
-        if (w13 is None and kernel is not None and xs.shape[0] <= cpu_kernels.EXPERT_MAX_MEAN_ROWS * self.num_local
-                and not is_batch_invariant()):
+        if cpu_kernels.serves_experts(kernel, xs.shape[0], self.num_local):
             return cpu_kernels.experts(kernel, xs, counts, self.w13_weight, self.w2_weight)   # decode on CPU
-        w13 = self.w13_weight if w13 is None else w13
-        w2 = self.w2_weight if w2 is None else w2
+        w13, w2 = self.quant_method.float_weights(self, xs.dtype)
         if self._use_grouped_mm is not False and not is_batch_invariant():
             try:
                 out = self._experts_grouped(xs, counts, w13, w2)
@@ -130,10 +126,8 @@ class FusedExperts(nn.Module):
         gate, up = gate_up.chunk(2, dim=-1)
         return torch._grouped_mm(F.silu(gate) * up, w2.transpose(1, 2), offs=offs)  # [N, H]
 
-    def _experts_loop(self, xs: torch.Tensor, counts: torch.Tensor, w13: torch.Tensor | None = None,
-                      w2: torch.Tensor | None = None, packed=None) -> torch.Tensor:
-        w13 = self.w13_weight if w13 is None else w13
-        w2 = self.w2_weight if w2 is None else w2
+    def _experts_loop(self, xs: torch.Tensor, counts: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor,
+                      packed=None) -> torch.Tensor:
         out = torch.zeros(xs.shape[0], self.hidden_size, dtype=xs.dtype, device=xs.device)
         start = 0
         for e, n in enumerate(counts.tolist()):

@@ -74,10 +74,10 @@ class FusedDecodeLayer:
         return (0 < T <= self.max_rows and meta.num_decodes == meta.num_reqs == T and h.dtype == torch.float32
                 and not is_batch_invariant())
 
-    @torch.compiler.disable   # one opaque call: a compiled layer runs it eagerly
     def __call__(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int,
                  meta: AttentionMetadata) -> torch.Tensor:
-        """h [T, H] residual stream -> the layer's output [T, H]; writes this step's K/V into the cache."""
+        """h [T, H] residual stream -> the layer's output [T, H]; writes this step's K/V into the cache. Called from
+        the model's layer loop, outside the regionally compiled layers, so dynamo never sees it."""
         T = h.shape[0]
         routed = torch.empty(T, self.top_k, dtype=torch.int64) if self.route_hook is not None else None
         out = self.kernel.decode_layer(h, self.weights, cos, sin, self.layer.self_attn.attn.kv_cache,

@@ -98,7 +98,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("linear", &linear, "few-row x @ w^T, fp32 accumulation, fp32 or bf16 weights");
   m.def("experts", &experts, "SwiGLU experts over rows sorted by expert");
   m.def("decode_attention", &decode_attention, "paged decode attention read in place (GQA)");
-  m.def("decode_layer", &decode_layer, "one MiniMax-M2 decoder layer for a decode-only step, h updated in place");
+  m.def("decode_layer", &decode_layer, "one MiniMax-M2 decoder layer for a decode-only step -> its output (a new tensor)");
   m.def("widen", &widen, "bf16 -> fp32 copy");
   m.def("has_avx2", &has_avx2);
 }

@@ -46,53 +46,11 @@ inline float hsum(__m256 v) {
 }
 #endif
 
-// out[r * ldo] = dot(x[r * ldx, :K], w[:K]) for r < NR (NR a constant, so the accumulators stay in registers):
-// the query rows of a KV head against one cached key. Two accumulator sets per row (k and k+8 alternate) keep
-// the FMA chains short; every NR adds in the same order, so a row's result does not depend on its neighbours.
-template <int NR, typename W>
-inline void rows_dot(const float* x, int64_t ldx, const W* w, int64_t K, float* out, int64_t ldo) {
-  int64_t k = 0;
-  float sum[NR];
-  for (int r = 0; r < NR; ++r) sum[r] = 0.f;
-#ifdef M2_AVX2
-  __m256 acc0[NR], acc1[NR];
-  for (int r = 0; r < NR; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
-  for (; k + 16 <= K; k += 16) {
-    const __m256 w0 = load8(w + k), w1 = load8(w + k + 8);
-    for (int r = 0; r < NR; ++r) {
-      acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k), w0, acc0[r]);
-      acc1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k + 8), w1, acc1[r]);
-    }
-  }
-  if (k + 8 <= K) {
-    const __m256 w0 = load8(w + k);
-    for (int r = 0; r < NR; ++r) acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k), w0, acc0[r]);
-    k += 8;
-  }
-  for (int r = 0; r < NR; ++r) sum[r] = hsum(_mm256_add_ps(acc0[r], acc1[r]));
-#endif
-  for (; k < K; ++k) {
-    float wk = static_cast<float>(w[k]);
-    for (int r = 0; r < NR; ++r) sum[r] += x[r * ldx + k] * wk;
-  }
-  for (int r = 0; r < NR; ++r) out[r * ldo] = sum[r];
-}
-
-template <typename W>
-inline void rows_dot_n(const float* x, int64_t ldx, int n, const W* w, int64_t K, float* out, int64_t ldo) {
-  switch (n) {
-    case 1: rows_dot<1>(x, ldx, w, K, out, ldo); break;
-    case 2: rows_dot<2>(x, ldx, w, K, out, ldo); break;
-    case 3: rows_dot<3>(x, ldx, w, K, out, ldo); break;
-    default: rows_dot<4>(x, ldx, w, K, out, ldo); break;
-  }
-}
-
 // out[r * ldo + i] = dot(x[r * ldx, :K], w[i * K, :K]) for r < NR, i < NW: a register block of NR x rows by NW
 // weight rows, with two accumulator sets (k and k+8 alternate) so each output has two short FMA chains. Each x
 // load serves NW weight rows and each weight load NR x rows. The chains of an output element are the same whatever
 // NR and NW are (bitwise: the same two chains, the same final adds), so a row's result does not depend on the rows
-// beside it nor on which block shape computed it. Each weight row is prefetched PF bytes ahead.
+// beside it nor on which block shape computed it. Each weight row is prefetched PF bytes ahead (PF 0: no hint).
 template <int NR, int NW, int PF, typename W>
 inline void block_dot(const float* x, int64_t ldx, const W* w, int64_t K, float* out, int64_t ldo) {
   float sum[NR][NW];
@@ -104,8 +62,8 @@ inline void block_dot(const float* x, int64_t ldx, const W* w, int64_t K, float*
   for (int r = 0; r < NR; ++r)
     for (int i = 0; i < NW; ++i) acc0[r][i] = acc1[r][i] = _mm256_setzero_ps();
   for (; k + 16 <= K; k += 16) {
-    for (int i = 0; i < NW; ++i)
-      _mm_prefetch(reinterpret_cast<const char*>(w + i * K + k) + PF, _MM_HINT_T0);
+    if (PF > 0)
+      for (int i = 0; i < NW; ++i) _mm_prefetch(reinterpret_cast<const char*>(w + i * K + k) + PF, _MM_HINT_T0);
     __m256 x0[NR], x1[NR];
     for (int r = 0; r < NR; ++r) {
       x0[r] = _mm256_loadu_ps(x + r * ldx + k);
@@ -138,31 +96,30 @@ inline void block_dot(const float* x, int64_t ldx, const W* w, int64_t K, float*
     for (int i = 0; i < NW; ++i) out[r * ldo + i] = sum[r][i];
 }
 
+// out[r * ldo] = dot(x[r * ldx, :K], w[:K]) for r < n <= 4: one weight row against all rows at once
+template <int PF, typename W>
+inline void rows_dot_n(const float* x, int64_t ldx, int n, const W* w, int64_t K, float* out, int64_t ldo) {
+  switch (n) {
+    case 1: block_dot<1, 1, PF>(x, ldx, w, K, out, ldo); break;
+    case 2: block_dot<2, 1, PF>(x, ldx, w, K, out, ldo); break;
+    case 3: block_dot<3, 1, PF>(x, ldx, w, K, out, ldo); break;
+    default: block_dot<4, 1, PF>(x, ldx, w, K, out, ldo); break;
+  }
+}
+
 // Two block shapes, chosen by the row count (their results are bitwise equal):
 //  * up to 4 rows (decode experts, small batches; bound by streaming weights from DRAM): one weight row at a time
 //    with all rows, prefetching 4 KB ahead. Measured streaming 8 layers of bf16 experts (2 rows each, 2 threads):
 //    19-20 GB/s, against 15-17 for 2-row weight blocks and 10-13 without the hint (torch.sum: 23-25 GB/s).
 //  * more rows (a 16-row linear; bound by the FMA and load ports): 2 x rows by 2 weight rows, each load serving
 //    two FMAs, prefetching 2 KB ahead: a 16-row lm_head 1.3-1.5 ms against 2.1 one weight row at a time.
-template <int NR, typename W>
-inline void row_dot(const float* x, int64_t ldx, const W* w, int64_t K, float* y, int64_t ldy) {
-  block_dot<NR, 1, 4096>(x, ldx, w, K, y, ldy);
-}
-
 // y[0:n, j0:j1] = x[0:n] @ w[j0:j1]^T, x [n, K] (row stride ldx), w [M, K] contiguous, y row stride ldy
 template <typename W>
 void gemv_block(const float* x, int64_t ldx, int64_t n, const W* w, int64_t K, int64_t j0, int64_t j1, float* y,
                 int64_t ldy) {
   if (n <= 4) {
-    for (int64_t j = j0; j < j1; ++j) {
-      switch (n) {
-        case 1: row_dot<1>(x, ldx, w + j * K, K, y + j, ldy); break;
-        case 2: row_dot<2>(x, ldx, w + j * K, K, y + j, ldy); break;
-        case 3: row_dot<3>(x, ldx, w + j * K, K, y + j, ldy); break;
-        case 4: row_dot<4>(x, ldx, w + j * K, K, y + j, ldy); break;
-        default: break;
-      }
-    }
+    if (n > 0)
+      for (int64_t j = j0; j < j1; ++j) rows_dot_n<4096>(x, ldx, static_cast<int>(n), w + j * K, K, y + j, ldy);
     return;
   }
   int64_t j = j0;
@@ -300,8 +257,8 @@ void swiglu_experts(const float* x, const std::vector<int64_t>& off, const W* w1
 template <typename C>
 void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C* v_cache, const int64_t* table,
                 int64_t L, int64_t bs, int64_t row_stride, int64_t block_stride, float scale, float* scores,
-                float* acc, float* out) {
-  // q [g, d] contiguous; scores [g, L]; acc [g, d]; out [g, d]
+                float* out) {
+  // q [g, d] contiguous; scores [g, L] scratch; out [g, d]
   int64_t t = 0;
 #ifdef M2_AVX2
   // Scores of 8 tokens at a time (d a multiple of 8): one accumulator per token, reduced together by a tree of
@@ -329,17 +286,17 @@ void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C*
   for (; t < L; ++t) {
     const C* key = k_cache + table[t / bs] * block_stride + (t % bs) * row_stride;
     for (int64_t j = 0; j < g; j += kRows)
-      rows_dot_n(q + j * d, d, static_cast<int>(std::min<int64_t>(kRows, g - j)), key, d, scores + j * L + t, L);
+      rows_dot_n<0>(q + j * d, d, static_cast<int>(std::min<int64_t>(kRows, g - j)), key, d, scores + j * L + t, L);
   }
   for (int64_t j = 0; j < g; ++j) softmax_row(scores + j * L, L, scale);
   // out[j] = sum_t p[j, t] * V[t], one query head and up to 64 dims at a time with the sums in registers (the
   // same FMA sequence over t as accumulating in memory, without a load and a store per FMA).
   for (int64_t j = 0; j < g; ++j) {
     const float* p = scores + j * L;
-    float* a = acc + j * d;
+    float* a = out + j * d;
     int64_t i0 = 0;
 #ifdef M2_AVX2
-    for (; i0 + 8 <= d; i0 += 64) {
+    while (i0 + 8 <= d) {
       const int nv = static_cast<int>(std::min<int64_t>(8, (d - i0) / 8));
       __m256 s8[8];
       for (int v = 0; v < 8; ++v) s8[v] = _mm256_setzero_ps();
@@ -350,7 +307,7 @@ void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C*
           if (v < nv) s8[v] = _mm256_fmadd_ps(pv, load8(val + 8 * v), s8[v]);
       }
       for (int v = 0; v < nv; ++v) _mm256_storeu_ps(a + i0 + 8 * v, s8[v]);
-      i0 += 8 * nv - 64;                                   // advance by the dims actually done
+      i0 += 8 * nv;
     }
 #endif
     for (int64_t i = i0; i < d; ++i) {
@@ -360,7 +317,6 @@ void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C*
       a[i] = sum;
     }
   }
-  std::copy(acc, acc + g * d, out);
 }
 
 // Decode attention of B requests (one query row each) over a paged cache, parallel over (request, KV head).
@@ -373,12 +329,12 @@ void decode_attention_all(const float* q, int64_t B, int64_t nh, int64_t nkv, in
   int64_t max_len = 0;
   for (int64_t b = 0; b < B; ++b) max_len = std::max(max_len, lens[b]);
   at::parallel_for(0, B * nkv, 1, [&](int64_t a, int64_t b_end) {
-    std::vector<float> scores(g * max_len), acc(g * d);
+    std::vector<float> scores(g * max_len);
     for (int64_t item = a; item < b_end; ++item) {
       const int64_t b = item / nkv, h = item % nkv;
       const int64_t qoff = (b * nh + h * g) * d;
       decode_one(q + qoff, g, d, k_cache + h * d, v_cache + h * d, tables + b * tstride, lens[b], bs, row_stride,
-                 block_stride, scale, scores.data(), acc.data(), out + qoff);
+                 block_stride, scale, scores.data(), out + qoff);
     }
   });
 }

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from m2serve.layers import cpu_kernels
-from m2serve.layers.batch_invariant import is_batch_invariant, linear
+from m2serve.layers.batch_invariant import linear
 from m2serve.layers.prepack import prepack
 
 FLOAT_DISK_DTYPES = frozenset({"F32", "F16", "BF16", "F64"})
@@ -85,9 +85,13 @@ class UnquantizedLinearMethod(LinearMethod):
 
     def apply(self, layer, x):
         kernel = getattr(layer, "cpu_kernel", None)
-        if kernel is not None and x.shape[0] <= cpu_kernels.LINEAR_MAX_ROWS and not is_batch_invariant():
+        if cpu_kernels.serves_linear(kernel, x.shape[0]):
             return cpu_kernels.linear(kernel, x, layer.weight)
-        return linear(x, layer.weight, getattr(layer, "packed_weight", None))
+        return linear(x, self.float_weight(layer, x.dtype), getattr(layer, "packed_weight", None))
+
+    def float_weight(self, layer, dtype: torch.dtype) -> torch.Tensor:
+        """The weight the PyTorch path multiplies by (a storage-only method widens it here)."""
+        return layer.weight
 
 
 class MoEMethod(QuantMethod):
@@ -118,6 +122,10 @@ class UnquantizedMoEMethod(MoEMethod):
 
     def apply(self, experts, xs, counts):
         return experts.float_experts(xs, counts)
+
+    def float_weights(self, experts, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w13, w2) the PyTorch path multiplies by (a storage-only method widens them here)."""
+        return experts.w13_weight, experts.w2_weight
 
 
 class KVCacheMethod(QuantMethod):

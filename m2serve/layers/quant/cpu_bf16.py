@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 
 from m2serve.layers import cpu_kernels
-from m2serve.layers.batch_invariant import is_batch_invariant, linear
 from m2serve.layers.quant.base import (FloatKVCache, KVCacheMethod, LinearMethod, MoEMethod, UnquantizedLinearMethod,
                                        UnquantizedMoEMethod)
 
@@ -38,11 +37,8 @@ class Bf16WeightLinearMethod(UnquantizedLinearMethod):
         layer.packed_weight = None                                 # no oneDNN bf16 path: the math is fp32
         layer.cpu_kernel = cpu_kernels.get() if cpu_kernels.usable(layer.weight) else None
 
-    def apply(self, layer, x):                                     # x [T, in] fp32 -> [T, out] fp32
-        kernel = layer.cpu_kernel
-        if kernel is not None and x.shape[0] <= cpu_kernels.LINEAR_MAX_ROWS and not is_batch_invariant():
-            return cpu_kernels.linear(kernel, x, layer.weight)
-        return linear(x, _widened(layer.weight, kernel))
+    def float_weight(self, layer, dtype):                          # past the kernel: widened for this call
+        return _widened(layer.weight, layer.cpu_kernel)
 
 
 class Bf16WeightMoEMethod(UnquantizedMoEMethod):
@@ -56,14 +52,9 @@ class Bf16WeightMoEMethod(UnquantizedMoEMethod):
         experts.cpu_kernel = (cpu_kernels.get() if cpu_kernels.usable(experts.w13_weight)
                               and cpu_kernels.usable(experts.w2_weight) else None)
 
-    def apply(self, experts, xs, counts):                          # xs [N, H] fp32 sorted by expert -> [N, H]
-        kernel = experts.cpu_kernel
-        if (kernel is not None and xs.shape[0] <= cpu_kernels.EXPERT_MAX_MEAN_ROWS * experts.num_local
-                and not is_batch_invariant()):
-            return cpu_kernels.experts(kernel, xs, counts, experts.w13_weight, experts.w2_weight)
-        # Widened for this call (prefill: compute-bound, the copy is a small part of it).
-        return experts.float_experts(xs, counts, _widened(experts.w13_weight, kernel),
-                                     _widened(experts.w2_weight, kernel))
+    def float_weights(self, experts, dtype):                       # past the kernel (prefill: compute-bound,
+        kernel = experts.cpu_kernel                                # the copy is a small part of it)
+        return _widened(experts.w13_weight, kernel), _widened(experts.w2_weight, kernel)
 
 
 class CpuBf16WeightsConfig:
