@@ -393,3 +393,64 @@ def test_trainer_copy_warmup_and_refresher_steps(train_records, tok, tmp_path):
     ck = torch.load(tmp_path / "c" / "last.pt", weights_only=False)
     assert ck["state"]["batch"] == 3                                     # 3 corpus batches consumed
     assert ck["state"]["copy_warmup_rng"] and ck["state"]["copy_rng"]
+
+
+def test_copy_sources_point_at_what_followed_the_first_copy():
+    """next_with_sources: in the second copy, position i's source holds the token the model must predict next
+    (the token after the earlier occurrence); -1 everywhere else."""
+    import numpy as np
+
+    from tools.m2tiny.induction import CopyBatches
+
+    ids, mask, valid, source = CopyBatches(np.arange(100, 1100), seed=5, batch_tokens=2048).next_with_sources()
+    assert (source >= 0).any()
+    for row, m, src in zip(ids, mask, source):
+        at = np.nonzero(src >= 0)[0]
+        assert (row[src[at]] == row[at + 1]).all() and (src[at] < at).all()
+        assert np.array_equal(m[1:], src[:-1] >= 0)                     # sources exactly where the next token is supervised
+
+
+def test_corpus_sources_only_unambiguous_repeats():
+    """corpus_sources: a supervised continuation of a token seen exactly once before points at what followed it;
+    a token seen twice, an unsupervised target, a different continuation, or a special token gets none."""
+    import numpy as np
+
+    from tools.m2tiny.induction import corpus_sources
+
+    #            0   1   2   3   4   5   6   7   8   9  10  11
+    ids = np.array([[3, 20, 21, 22, 30, 20, 21, 22, 40, 40, 41, 40]])
+    mask = np.zeros_like(ids, dtype=bool)
+    mask[0, 6:] = True
+    src = corpus_sources(ids, mask, np.ones_like(mask), min_id=8)
+    assert src[0, 5] == 2 and src[0, 6] == 3                             # 20 -> 21, 21 -> 22 copied from 1..3
+    assert src[0, 4] == -1                                               # its target (20) is not supervised
+    assert src[0, 7] == -1                                               # 22 was followed by 30, now by 40
+    assert src[0, 9] == -1 and src[0, 10] == -1                          # 40 seen before (twice by 10)
+    assert (src[0, [0, 1, 2, 3, 8, 11]] == -1).all()
+
+
+def test_head_supervision_teaches_where_to_look(train_records, tok, tmp_path):
+    """The attention supervision and the copy-head init run in the trainer on the smoke shape: the attention loss
+    is logged, falls over a few steps, and the copy-head init leaves o_proj = scale * pinv(v_proj) per head."""
+    import numpy as np
+    import torch
+
+    from tools.m2tiny import data, train
+    from tools.m2tiny.induction import init_copy_heads
+    from tools.m2tiny.modelcfg import PRESETS
+
+    model = train.build_model(PRESETS["smoke"], "eager", seed=0)
+    init_copy_heads(model, 0, 1, [0, 2], prev_scale=0.5, induction_scale=2.0)
+    attn, d = model.model.layers[1].self_attn, PRESETS["smoke"]["head_dim"]
+    ov = attn.o_proj.weight[:, 2 * d:3 * d] @ attn.v_proj.weight[d:2 * d]             # head 2 uses kv head 1
+    assert torch.allclose(ov @ ov, 2.0 * ov, atol=1e-4)                             # 2 x a projection
+    (ids, mask, off), _ = encode_records(train_records[:40], tok)
+    data.save_encoded(tmp_path / "d.npz", ids, mask, off)
+    args = ["--data", str(tmp_path / "d.npz"), "--preset", "smoke", "--threads", "1", "--minutes", "5",
+            "--log-every", "1", "--ckpt-dir", str(tmp_path / "c"), "--max-steps", "30", "--lr", "3e-3",
+            "--copy-steps", "30", "--copy-batch-tokens", "512", "--copy-attn-loss", "1",
+            "--copy-ov-init", "--lm-head-from-embed", "--copy-warmup-vocab", "64"]
+    train.train(train.parser().parse_args(args))
+    log = [json.loads(line) for line in (tmp_path / "c" / "train_log.jsonl").read_text().splitlines()]
+    attn_loss = [r["attn_loss"] for r in log]
+    assert len(attn_loss) == 30 and np.mean(attn_loss[-5:]) < 0.8 * np.mean(attn_loss[:5])

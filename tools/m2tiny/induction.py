@@ -17,6 +17,15 @@ learns that in 250 steps without learning to copy (measured: copy accuracy 0.95 
 earlier occurrence, predict what followed it) appears after a plateau: about 1,300 steps of 32 sequences for
 the mini shape, abruptly (copy accuracy 0.01 at step 1,200, 0.61 at 1,400, rope_theta 1e4 and 100 alike).
 
+The plateau is the problem (sweeps/README.md): on the m2-tiny shape it outlasted 1,500-2,100 CPU warm-up steps.
+Two things remove it. HeadSupervision adds a loss on where two chosen heads attend on copy batches (layer 0:
+the previous token; layer 1: the token after the earlier occurrence), so the two halves of the circuit form
+directly instead of waiting for each other; init_copy_heads starts their output projections as copies of what
+they read, and the trainer's --lm-head-from-embed starts the unembedding equal to the embeddings, so a head
+that attends to the right token already predicts it, for every id. corpus_sources gives the induction head
+the same supervision in corpus batches, where a supervised token continues the only earlier occurrence of
+the current token (names and numbers copied from a request into a call).
+
 The draws come from the corpus's own non-special tokens: during the warm-up uniformly from its 1024 most
 frequent, afterwards from all of them with weights count ** 0.5. Why a small vocabulary first: with untied
 embeddings the output half of a copy (the unembedding of the same token) is learned token by token, and over
@@ -38,14 +47,19 @@ class CopyBatches:
         self.rng = np.random.default_rng(seed)
         self.batch_tokens, self.max_span, self.max_noise = batch_tokens, max_span, max_noise
 
-    def _sequence(self) -> tuple[np.ndarray, np.ndarray]:
+    def _sequence(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r = self.rng
         span = self._draw(r.integers(6, self.max_span + 1))
         noise = [self._draw(r.integers(0, self.max_noise + 1)) for _ in range(2)]
         ids = np.concatenate([noise[0], span, noise[1], span])
         mask = np.zeros(len(ids), dtype=bool)
         mask[len(ids) - len(span) + 1:] = True                             # the second copy, after its first token
-        return ids, mask
+        # Where an induction head at each position should look: from the k-th token of the second copy to the
+        # (k+1)-th of the first (the token that followed the earlier occurrence); -1 elsewhere.
+        first, second = len(noise[0]), len(ids) - len(span)
+        source = np.full(len(ids), -1, dtype=np.int64)
+        source[second:len(ids) - 1] = np.arange(first + 1, first + len(span))
+        return ids, mask, source
 
     def _draw(self, n: int) -> np.ndarray:
         i = np.searchsorted(self.cdf, self.rng.random(n), side="right")
@@ -53,6 +67,10 @@ class CopyBatches:
 
     def next(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Right-padded (ids [b, T] int64, supervised mask [b, T], valid [b, T]) with b*T <= batch_tokens."""
+        return self.next_with_sources()[:3]
+
+    def next_with_sources(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """next() and the induction sources [b, T] (the key position an induction head should attend; -1: none)."""
         seqs, T = [], 0
         while True:
             s = self._sequence()
@@ -64,9 +82,10 @@ class CopyBatches:
         ids = np.zeros((len(seqs), T), dtype=np.int64)
         mask = np.zeros((len(seqs), T), dtype=bool)
         valid = np.zeros((len(seqs), T), dtype=bool)
-        for i, (x, m) in enumerate(seqs):
-            ids[i, :len(x)], mask[i, :len(x)], valid[i, :len(x)] = x, m, True
-        return ids, mask, valid
+        source = np.full((len(seqs), T), -1, dtype=np.int64)
+        for i, (x, m, src) in enumerate(seqs):
+            ids[i, :len(x)], mask[i, :len(x)], valid[i, :len(x)], source[i, :len(x)] = x, m, True, src
+        return ids, mask, valid, source
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
@@ -86,3 +105,122 @@ def corpus_token_ids(ids: np.ndarray, num_special: int, power: float = 0.5,
         best = np.sort(np.argsort(-counts, kind="stable")[:top])
         used, counts = used[best], counts[best]
     return used, counts.astype(np.float64) ** power
+
+
+class HeadSupervision:
+    """Teach chosen heads where to look on copy batches: an auxiliary loss on their attention pattern.
+
+    Why: induction needs two heads that only help together (one in an early layer that attends to the previous
+    token and writes it into the residual stream, one later that matches the current token against those
+    previous tokens and attends to what followed), so from a random start neither gets a gradient until the
+    other exists, and the m2-tiny shape sat on that plateau for 1,500-2,100 CPU warm-up steps
+    (sweeps/README.md). Supervising the two attention patterns directly (cross-entropy of each head's attention
+    row against the known target position: i-1, and the copy source) makes both form in a few hundred steps;
+    the output half (value/output/unembedding) then learns from the ordinary copy loss.
+
+    The heads' logits are recomputed from the hidden states a forward pre-hook captures, the same q/k
+    projections, QK norms and RoPE as the layer, so any attention implementation (sdpa) can run the forward.
+    """
+
+    def __init__(self, model, prev_layer: int, induction_layer: int, heads: list[int]) -> None:
+        if not prev_layer < induction_layer < len(model.model.layers):
+            raise ValueError(f"head supervision needs prev layer {prev_layer} < induction layer {induction_layer} "
+                             f"< {len(model.model.layers)} layers")
+        self.prev_layer, self.induction_layer, self.heads = prev_layer, induction_layer, heads
+        self.captured: dict = {}
+        self.active = False
+        for layer in (prev_layer, induction_layer):
+            model.model.layers[layer].self_attn.register_forward_pre_hook(self._hook(layer), with_kwargs=True)
+
+    def _hook(self, layer):
+        def pre(module, args, kwargs):
+            if self.active:
+                hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+                self.captured[layer] = (module, hidden, kwargs["position_embeddings"])
+        return pre
+
+    def _log_attention(self, layer: int, head: int):
+        """log softmax of one head's causal attention logits: [b, T, T]."""
+        import torch
+        from transformers.models.minimax_m2.modeling_minimax_m2 import apply_rotary_pos_emb
+
+        attn, hidden, (cos, sin) = self.captured[layer]
+        b, T, _ = hidden.shape
+        q = attn.q_norm(attn.q_proj(hidden)).view(b, T, -1, attn.head_dim).transpose(1, 2)   # [b, heads, T, d]
+        k = attn.k_norm(attn.k_proj(hidden)).view(b, T, -1, attn.head_dim).transpose(1, 2)   # [b, kv_heads, T, d]
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        group = q.shape[1] // k.shape[1]
+        scores = (q[:, head] @ k[:, head // group].transpose(-1, -2)) * attn.scaling         # [b, T, T]
+        causal = torch.ones(T, T, dtype=torch.bool, device=scores.device).tril()
+        return scores.float().masked_fill(~causal, float("-inf")).log_softmax(-1)
+
+    def loss(self, valid, source):
+        """Mean over the heads of (prev-token head CE + induction head CE). valid/source: [b, T] tensors."""
+        import torch
+
+        T = valid.shape[1]
+        prev = (torch.arange(T, device=valid.device) - 1).clamp(min=0).expand_as(source)
+        has_prev = valid.clone()
+        has_prev[:, 0] = False
+        has_source = source >= 0
+        total = 0.0
+        for head in self.heads:
+            lp = self._log_attention(self.prev_layer, head)
+            total = total - lp.gather(-1, prev[..., None]).squeeze(-1)[has_prev].mean()
+            if has_source.any():
+                lp = self._log_attention(self.induction_layer, head)
+                total = total - lp.gather(-1, source.clamp(min=0)[..., None]).squeeze(-1)[has_source].mean()
+        self.captured.clear()
+        return total / len(self.heads)
+
+
+def init_copy_heads(model, prev_layer: int, induction_layer: int, heads: list[int], prev_scale: float = 0.05,
+                    induction_scale: float = 1.0) -> None:
+    """Start the supervised heads' output projections as the pseudo-inverse of their value projections.
+
+    Why: with value W_v (d x hidden) and output W_o = s * pinv(W_v) a head adds s times the projection of its
+    source token's (normalised) residual onto a d-dim subspace, so once it attends to the right token it already
+    writes that token forward. Together with lm_head starting as the embeddings (`--lm-head-from-embed`) the
+    induction head predicts the token it attends to from the first step, for every id, and the copy loss falls
+    as soon as the attention supervision has taught it where to look (instead of learning the output half
+    token by token). prev_scale keeps the previous-token head's write near the embeddings' size, so the current
+    token stays readable for the induction head's query.
+    """
+    import torch
+
+    with torch.no_grad():
+        for layer, scale in ((prev_layer, prev_scale), (induction_layer, induction_scale)):
+            attn = model.model.layers[layer].self_attn
+            d = attn.head_dim
+            group = attn.config.num_attention_heads // attn.config.num_key_value_heads
+            for head in heads:
+                kv = head // group
+                w_v = attn.v_proj.weight[kv * d:(kv + 1) * d]                        # [d, hidden]
+                attn.o_proj.weight[:, head * d:(head + 1) * d] = scale * torch.linalg.pinv(w_v.float())
+
+
+def corpus_sources(ids: np.ndarray, mask: np.ndarray, valid: np.ndarray, min_id: int) -> np.ndarray:
+    """Induction sources in corpus batches: [b, T] key positions (-1: none).
+
+    A position i whose next token is supervised gets source p+1 when its token occurred exactly once before (at
+    p, an id >= min_id, not a special token) and the token after that occurrence is the one to predict: the
+    unambiguous "continue what followed the earlier occurrence" cases (a name or number copied from the request
+    into a call, a passage quoted back). Ambiguous matches (the token seen several times) are left unsupervised:
+    the head cannot know which occurrence continues correctly, so pointing it at the right one would teach
+    nothing it can use.
+    """
+    b, T = ids.shape
+    source = np.full((b, T), -1, dtype=np.int64)
+    for r in range(b):
+        row = ids[r]
+        seen: dict[int, int] = {}       # token -> its only earlier position (-2 once seen twice)
+        for i in range(T - 1):
+            if not valid[r, i]:
+                break
+            t = int(row[i])
+            p = seen.get(t)
+            if p is not None and p >= 0 and mask[r, i + 1] and row[p + 1] == row[i + 1] and p + 1 < i:
+                source[r, i] = p + 1
+            if t >= min_id:
+                seen[t] = i if p is None else -2
+    return source

@@ -143,7 +143,7 @@ def train(args) -> dict:
 
     from .common import SPECIAL_TOKENS
     from .data import collate, load_encoded, make_batches
-    from .induction import CopyBatches, corpus_token_ids
+    from .induction import CopyBatches, HeadSupervision, corpus_sources, corpus_token_ids, init_copy_heads
     from .modelcfg import PRESETS
 
     if args.minutes <= 0:
@@ -170,6 +170,12 @@ def train(args) -> dict:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # recipe sweeps (tools/m2tiny/sweep.py), not the shipped build
     model = build_model(arch, args.experts, args.seed, args.qk_norm_init).to(device)
+    if args.lm_head_from_embed:
+        # Untied, but starting equal: the unembedding of a token then already points at its embedding, so a head
+        # that moves a token's embedding forward predicts that token for every id, not only the ids the copy
+        # batches happened to show.
+        with torch.no_grad():
+            model.lm_head.weight.copy_(model.model.embed_tokens.weight)
     if device.type != "cpu":
         ensure_experts_run(model, device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -210,6 +216,19 @@ def train(args) -> dict:
         for c, key in ((warmup_copies, "copy_warmup_rng"), (copies, "copy_rng")):
             if state.get(key):
                 c.set_state(state[key])
+    supervision = None
+    if args.copy_attn_loss:
+        prev_layer, induction_layer = (int(v) for v in args.copy_attn_layers.split(","))
+        n_heads, n_kv = arch["num_attention_heads"], arch["num_key_value_heads"]
+        # auto: the first query head of every kv head (distinct values, so the copied token gets n_kv * head_dim
+        # dims instead of one head's)
+        heads = ([kv * (n_heads // n_kv) for kv in range(n_kv)] if args.copy_attn_heads == "auto"
+                 else [int(h) for h in args.copy_attn_heads.split(",")])
+        if not all(0 <= h < n_heads for h in heads):
+            raise ValueError(f"--copy-attn-heads {args.copy_attn_heads}: this shape has {n_heads} heads")
+        supervision = HeadSupervision(model, prev_layer, induction_layer, heads)
+        if args.copy_ov_init and not (args.resume and ckpt_path.exists()) and not args.init:
+            init_copy_heads(model, prev_layer, induction_layer, heads, induction_scale=args.copy_ov_scale)
     model.train()
     balancer = RouterBalancer(model, args.bias_gamma)
     budget = args.minutes * 60.0
@@ -240,7 +259,7 @@ def train(args) -> dict:
             copy_step = warmup or bool(args.copy_every and state["step"] % args.copy_every == 0)
             if copy_step:                                # induction warm-up / refresher (induction.py)
                 source = warmup_copies if warmup else copies
-                x, m, valid = source.next()
+                x, m, valid, copy_source = source.next_with_sources()
                 state["copy_warmup_rng" if warmup else "copy_rng"] = source.state()
             else:
                 x, m = collate(ids, mask, offsets, batches[state["batch"]])
@@ -250,8 +269,18 @@ def train(args) -> dict:
             n_tok = int(valid.sum())
             x, m = torch.from_numpy(x).to(device), torch.from_numpy(m).to(device)
             balancer.valid = torch.from_numpy(valid).reshape(-1).to(device)
+            weight = args.copy_attn_loss if copy_step else args.corpus_attn_loss
+            if supervision is not None:
+                supervision.active = bool(weight)
+                if weight and not copy_step:
+                    copy_source = corpus_sources(x.cpu().numpy(), m.cpu().numpy(), valid, len(SPECIAL_TOKENS))
             loss, n_sup = step_loss(model, x, m)
-            loss.backward()
+            attn_loss = None
+            if supervision is not None and weight:
+                attn_loss = supervision.loss(torch.from_numpy(valid).to(device), torch.from_numpy(copy_source).to(device))
+                (loss + weight * attn_loss).backward()
+            else:
+                loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -281,6 +310,8 @@ def train(args) -> dict:
                        "loss_ema": round(loss_ema, 4), "lr": round(lr, 7), "grad_norm": round(float(gnorm), 3),
                        "max_expert_load": round(imbalance, 2), "tok_per_s": round(window_tok / (now - window_t), 1),
                        "tokens": state["tokens"], "minutes": round(state["seconds"] / 60, 2)}
+                if attn_loss is not None:
+                    rec["attn_loss"] = round(attn_loss.item(), 4)
                 if args.copy_steps or args.copy_every:
                     rec["copy_loss"] = round(state.get("copy_loss") or float("nan"), 4)
                 print(json.dumps(rec), flush=True)
@@ -334,6 +365,18 @@ def parser():
     ap.add_argument("--copy-batch-tokens", type=int, default=1024, help="padded tokens per copy batch")
     ap.add_argument("--copy-warmup-vocab", type=int, default=1024,
                     help="the warm-up copies draw from this many most frequent corpus tokens")
+    ap.add_argument("--copy-attn-loss", type=float, default=0.0,
+                    help="weight of the attention supervision on copy steps (induction.HeadSupervision; 0: off)")
+    ap.add_argument("--corpus-attn-loss", type=float, default=0.0,
+                    help="weight of the same supervision on corpus steps (induction.corpus_sources; needs --copy-attn-loss)")
+    ap.add_argument("--copy-attn-layers", default="0,1", help="PREV,INDUCTION: layers of the supervised heads")
+    ap.add_argument("--copy-attn-heads", default="auto",
+                    help="query heads supervised in both layers (auto: the first of each kv head's group)")
+    ap.add_argument("--copy-ov-init", action="store_true",
+                    help="start the supervised heads' output projections as copies (induction.init_copy_heads)")
+    ap.add_argument("--copy-ov-scale", type=float, default=1.0, help="induction heads' output scale at init")
+    ap.add_argument("--lm-head-from-embed", action="store_true",
+                    help="start lm_head as a copy of the embeddings (still untied)")
     ap.add_argument("--init", help="start from this checkpoint's weights (a curriculum stage); optimizer starts fresh")
     return ap
 
