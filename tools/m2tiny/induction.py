@@ -139,8 +139,9 @@ class HeadSupervision:
                 self.captured[layer] = (module, hidden, kwargs["position_embeddings"])
         return pre
 
-    def _log_attention(self, layer: int, head: int):
-        """log softmax of one head's causal attention logits: [b, T, T]."""
+    def _log_attention(self, layer: int):
+        """log softmax of the supervised heads' causal attention logits: [b, heads, T, T] (heads in self.heads
+        order). q and k are projected once for the layer; only the supervised heads are scored."""
         import torch
         from transformers.models.minimax_m2.modeling_minimax_m2 import apply_rotary_pos_emb
 
@@ -150,7 +151,8 @@ class HeadSupervision:
         k = attn.k_norm(attn.k_proj(hidden)).view(b, T, -1, attn.head_dim).transpose(1, 2)   # [b, kv_heads, T, d]
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         group = q.shape[1] // k.shape[1]
-        scores = (q[:, head] @ k[:, head // group].transpose(-1, -2)) * attn.scaling         # [b, T, T]
+        heads = torch.tensor(self.heads, device=q.device)
+        scores = (q[:, heads] @ k[:, heads // group].transpose(-1, -2)) * attn.scaling         # [b, h, T, T]
         causal = torch.ones(T, T, dtype=torch.bool, device=scores.device).tril()
         return scores.float().masked_fill(~causal, float("-inf")).log_softmax(-1)
 
@@ -163,13 +165,15 @@ class HeadSupervision:
         has_prev = valid.clone()
         has_prev[:, 0] = False
         has_source = source >= 0
-        total = 0.0
-        for head in self.heads:
-            lp = self._log_attention(self.prev_layer, head)
-            total = total - lp.gather(-1, prev[..., None]).squeeze(-1)[has_prev].mean()
-            if has_source.any():
-                lp = self._log_attention(self.induction_layer, head)
-                total = total - lp.gather(-1, source.clamp(min=0)[..., None]).squeeze(-1)[has_source].mean()
+
+        def target_nll(layer, target, where):      # per-head mean -log p(target), summed over the heads
+            lp = self._log_attention(layer)                                                      # [b, h, T, T]
+            picked = lp.gather(-1, target[:, None, :, None].expand(-1, lp.shape[1], -1, 1)).squeeze(-1)
+            return -picked.transpose(0, 1)[:, where].mean(-1).sum()                              # [h, n] -> ()
+
+        total = target_nll(self.prev_layer, prev, has_prev)
+        if has_source.any():
+            total = total + target_nll(self.induction_layer, source.clamp(min=0), has_source)
         self.captured.clear()
         return total / len(self.heads)
 

@@ -217,7 +217,7 @@ def train(args) -> dict:
             if state.get(key):
                 c.set_state(state[key])
     supervision = None
-    if args.copy_attn_loss:
+    if args.copy_attn_loss or args.corpus_attn_loss:
         prev_layer, induction_layer = (int(v) for v in args.copy_attn_layers.split(","))
         n_heads, n_kv = arch["num_attention_heads"], arch["num_key_value_heads"]
         # auto: the first query head of every kv head (distinct values, so the copied token gets n_kv * head_dim
@@ -259,25 +259,26 @@ def train(args) -> dict:
             copy_step = warmup or bool(args.copy_every and state["step"] % args.copy_every == 0)
             if copy_step:                                # induction warm-up / refresher (induction.py)
                 source = warmup_copies if warmup else copies
-                x, m, valid, copy_source = source.next_with_sources()
+                x, m, valid, sources = source.next_with_sources()
                 state["copy_warmup_rng" if warmup else "copy_rng"] = source.state()
             else:
                 x, m = collate(ids, mask, offsets, batches[state["batch"]])
                 valid = np.zeros_like(m)
                 for r, i in enumerate(batches[state["batch"]]):
                     valid[r, : lengths[i]] = True
-            n_tok = int(valid.sum())
-            x, m = torch.from_numpy(x).to(device), torch.from_numpy(m).to(device)
-            balancer.valid = torch.from_numpy(valid).reshape(-1).to(device)
             weight = args.copy_attn_loss if copy_step else args.corpus_attn_loss
             if supervision is not None:
                 supervision.active = bool(weight)
                 if weight and not copy_step:
-                    copy_source = corpus_sources(x.cpu().numpy(), m.cpu().numpy(), valid, len(SPECIAL_TOKENS))
+                    sources = corpus_sources(x, m, valid, len(SPECIAL_TOKENS))
+            n_tok = int(valid.sum())
+            x, m = torch.from_numpy(x).to(device), torch.from_numpy(m).to(device)
+            valid_t = torch.from_numpy(valid).to(device)
+            balancer.valid = valid_t.reshape(-1)
             loss, n_sup = step_loss(model, x, m)
             attn_loss = None
             if supervision is not None and weight:
-                attn_loss = supervision.loss(torch.from_numpy(valid).to(device), torch.from_numpy(copy_source).to(device))
+                attn_loss = supervision.loss(valid_t, torch.from_numpy(sources).to(device))
                 (loss + weight * attn_loss).backward()
             else:
                 loss.backward()
@@ -368,7 +369,7 @@ def parser():
     ap.add_argument("--copy-attn-loss", type=float, default=0.0,
                     help="weight of the attention supervision on copy steps (induction.HeadSupervision; 0: off)")
     ap.add_argument("--corpus-attn-loss", type=float, default=0.0,
-                    help="weight of the same supervision on corpus steps (induction.corpus_sources; needs --copy-attn-loss)")
+                    help="weight of the same supervision on corpus steps (induction.corpus_sources; 0: off)")
     ap.add_argument("--copy-attn-layers", default="0,1", help="PREV,INDUCTION: layers of the supervised heads")
     ap.add_argument("--copy-attn-heads", default="auto",
                     help="query heads supervised in both layers (auto: the first of each kv head's group)")
