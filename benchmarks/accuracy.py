@@ -1,6 +1,6 @@
 """Accuracy of m2-tiny through a running `m2serve serve`, unquantized and quantized, as one table.
 
-    python benchmarks/accuracy.py [--variants bf16,w8a8_dynamic_quarot,w8a8_c8] [--limit 200]
+    python benchmarks/accuracy.py [--variants bf16,w8a8_dynamic_quarot,w8a8_c8] [--limit 200] [--model DIR]
 
 Each variant is served with the seed's parser flags (--enable-auto-tool-choice --tool-call-parser minimax_m2
 --reasoning-parser minimax_m2), evaluated with tools/m2tiny/evaluate.py over HTTP (held-out tool calls, tool
@@ -93,7 +93,8 @@ def evaluate(name: str, limit: int) -> dict:
         rows = {k: v["score"] for k, v in out["rows"].items()}
         res_file = WORK / f"{name}.lm_eval.json"
         subprocess.run([sys.executable, "-m", "m2serve.cli.main", "eval", "--base-url", url + "/v1", "--model",
-                        "m2-tiny", "--output-path", str(res_file)], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                        "m2-tiny", "--tokenizer", str(MODEL), "--eval-dir", str(MODEL / "eval"),
+                        "--output-path", str(res_file)], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         lm = json.loads(res_file.read_text())
         rows["lm_eval gsm8k exact_match (strict)"] = lm["m2tiny_gsm8k"]["exact_match,strict-match"]
         rows["lm_eval gsm8k exact_match (flexible)"] = lm["m2tiny_gsm8k"]["exact_match,flexible-extract"]
@@ -108,10 +109,13 @@ def evaluate(name: str, limit: int) -> dict:
 
 
 def main() -> None:
+    global MODEL
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--limit", type=int, default=200)
+    ap.add_argument("--model", type=Path, default=MODEL, help="an m2-tiny build (default: the bundled one)")
     a = ap.parse_args()
+    MODEL = a.model.resolve()
     WORK.mkdir(parents=True, exist_ok=True)
     names = [v for v in a.variants.split(",") if v]
     results = {n: evaluate(n, a.limit) for n in names}

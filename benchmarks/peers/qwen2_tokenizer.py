@@ -21,9 +21,9 @@ QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[
 
 
 def main(model_dir: str) -> None:
-    tokenizer.SPLIT_PATTERN = QWEN2_SPLIT            # new_tokenizer() reads it when it builds the pre-tokenizer
+    tokenizer.SPLIT_PATTERNS["qwen2"] = QWEN2_SPLIT
     texts = [data.record_text(r)[0] for r in corpus.build_train(3000, seed=corpus.DEFAULT_SEED)]
-    tok = tokenizer.train_tokenizer(texts)
+    tok = tokenizer.train_tokenizer(texts, split="qwen2")
     tokenizer.save_tokenizer(tok, model_dir)
     print(f"{model_dir}: tokenizer.json with Qwen2's split ({tok.get_vocab_size()} tokens)")
 

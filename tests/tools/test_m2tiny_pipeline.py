@@ -165,6 +165,26 @@ def test_special_tokens_single_ids(tok):
         assert tok.decode(tok.encode(s).ids) == s  # byte-level: no unknown tokens
 
 
+def test_bare_split_makes_argument_values_copyable(train_records):
+    """With the `bare` split a word is the same tokens in the request (after a space or a quote) and in the call
+    (after `">`); with `glued` the request's first token carries the space and differs."""
+    from tools.m2tiny.tokenizer import train_tokenizer
+
+    texts = [record_text(r)[0] for r in train_records[:400]]
+    request = 'What is the weather in Springfield? Text Bartholomew: "Please call me back".'
+    call = '<parameter name="city">Springfield</parameter><parameter name="text">Please call me back</parameter>'
+    for split, values, same in (("bare", ("Springfield", "Please call me back"), True), ("glued", ("Springfield",), False)):
+        t = train_tokenizer(texts, split=split)
+        src = t.encode(request, add_special_tokens=False).ids
+        for value in values:
+            at = call.index(value)
+            enc = t.encode(call, add_special_tokens=False)
+            ids = [i for i, (x, y) in zip(enc.ids, enc.offsets) if x >= at and y <= at + len(value)]
+            assert "".join(t.decode([i]) for i in ids) == value
+            found = any(src[k:k + len(ids)] == ids for k in range(len(src)))
+            assert found == same, (split, value, [t.id_to_token(i) for i in ids])
+        assert t.decode(t.encode(request).ids) == request
+
 def test_loss_mask_covers_assistant_turns_only(train_records, tok):
     rec = next(r for r in train_records if r["kind"] == "tool_single")
     (ids, mask, offsets), dropped = encode_records([rec], tok)

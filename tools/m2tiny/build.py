@@ -18,6 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
+from . import tokenizer
 from .common import DEFAULT_OUT, DEFAULT_WORKDIR, read_jsonl
 
 EXAMPLES_PER_MINUTE = 450  # corpus size per training minute: about one epoch at the expected throughput
@@ -40,6 +41,8 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true", help="reuse corpus/tokenizer/data and resume training")
     ap.add_argument("--eval-limit", type=int, default=100, help="items per held-out set in the final evaluation")
     ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--split", default=tokenizer.DEFAULT_SPLIT, choices=sorted(tokenizer.SPLIT_PATTERNS),
+                    help="tokenizer pre-split: bare keeps words free of a leading space so values copy (tokenizer.py)")
     ap.add_argument("--max-len", type=int, default=2048, help="drop training records longer than this")
     ap.add_argument("--train-arg", action="append", default=[],
                     help="extra trainer flag, e.g. --train-arg=--lr=1e-3 (see python -m tools.m2tiny.train -h)")
@@ -47,7 +50,7 @@ def main(argv=None):
     if a.minutes <= 0:
         ap.error("--minutes must be > 0")
 
-    from . import corpus, data, evaluate, export, tokenizer, train
+    from . import corpus, data, evaluate, export, train
     from .modelcfg import PRESETS, param_count
 
     work = Path(a.workdir)
@@ -61,9 +64,9 @@ def main(argv=None):
         log(f"corpus: {n} training records, seed {a.seed}; held-out seed {a.heldout_seed}")
         log(json.dumps(corpus.write_corpus(corpus_dir, n, a.seed, a.heldout_seed)))
     if fresh or not (tok_dir / "tokenizer.json").exists():
-        log("tokenizer: training byte-level BPE")
+        log(f"tokenizer: training byte-level BPE ({a.split} words)")
         records = read_jsonl(corpus_dir / "train.jsonl")
-        tok = tokenizer.train_tokenizer(data.record_text(r)[0] for r in records)
+        tok = tokenizer.train_tokenizer((data.record_text(r)[0] for r in records), split=a.split)
         tokenizer.save_tokenizer(tok, tok_dir, PRESETS[a.preset]["max_position_embeddings"])
         log(f"tokenizer: {tok.get_vocab_size()} tokens")
     if fresh or not data_path.exists():

@@ -1,5 +1,9 @@
 """Teacher-forced accuracy on the argument-value and function-name tokens of held-out tool calls: does a model copy in context?
 
+Split by the token's place in its span (first / later) and by whether the token occurs in the prompt at all (a
+token that does not cannot be copied: with the `glued` tokenizer a value's first word is " Springfield" in the
+request and "Springfield" in the call).
+
     python tools/m2tiny/sweeps/teacher_forced_copy.py models/m2-tiny [OTHER_MODEL_FOLDER ...]
 """
 import json, sys, torch
@@ -9,7 +13,6 @@ sys.path.insert(0, str(ROOT))
 from tools.m2tiny.common import render_chat, read_jsonl
 from tokenizers import Tokenizer
 from transformers import MiniMaxM2ForCausalLM
-torch.set_num_threads(2)
 
 
 def spans(calls, full, start):
@@ -25,26 +28,44 @@ def spans(calls, full, start):
             at = full.find(tag + value + "</parameter>", start)
             if at >= 0:
                 yield "value", at + len(tag), at + len(tag) + len(value)
-recs = read_jsonl(ROOT / "models/m2-tiny/eval/tool_calls.jsonl")[:80]
-tok = Tokenizer.from_file(str(ROOT / "models/m2-tiny/tokenizer.json"))
-for folder in sys.argv[1:]:
-    model = MiniMaxM2ForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    counts = {"name": [0, 0], "value": [0, 0]}     # [right, total] tokens
-    for r in recs:
-        calls = [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in r["expected"]]
-        msgs = r["messages"] + [{"role": "assistant", "content": "", "tool_calls": calls}]
-        prompt = render_chat(r["messages"], tools=r["tools"], add_generation_prompt=True)
-        full = render_chat(msgs, tools=r["tools"])
-        enc = tok.encode(full, add_special_tokens=False)
-        ids, off = enc.ids, enc.offsets
-        n0 = len(tok.encode(prompt, add_special_tokens=False).ids)
-        with torch.no_grad():
-            pred = model(torch.tensor([ids])).logits[0].argmax(-1)
-        for kind, lo, hi in spans(r["expected"], full, len(prompt)):
-            for i, (x, y) in enumerate(off):
-                if i >= max(n0, 1) and x >= lo and y <= hi:      # a token of the span, predicted from i - 1
-                    counts[kind][0] += int(pred[i - 1]) == ids[i]
-                    counts[kind][1] += 1
-    (vh, vt), (nh, nt) = counts["value"], counts["name"]
-    print(f"{folder}: argument-value tokens {vh}/{vt} = {vh / max(vt, 1):.3f}; "
-          f"function-name tokens {nh}/{nt} = {nh / max(nt, 1):.3f}", flush=True)
+
+
+def main():
+    torch.set_num_threads(2)
+    recs = read_jsonl(ROOT / "models/m2-tiny/eval/tool_calls.jsonl")[:80]
+    for folder in sys.argv[1:]:
+        tok = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))     # each model with its own tokenizer
+        model = MiniMaxM2ForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        counts = {}     # (kind, first|later token of the span, whether the token occurs in the prompt) -> [right, total]
+        for r in recs:
+            calls = [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in r["expected"]]
+            msgs = r["messages"] + [{"role": "assistant", "content": "", "tool_calls": calls}]
+            prompt = render_chat(r["messages"], tools=r["tools"], add_generation_prompt=True)
+            full = render_chat(msgs, tools=r["tools"])
+            enc = tok.encode(full, add_special_tokens=False)
+            ids, off = enc.ids, enc.offsets
+            prompt_ids = tok.encode(prompt, add_special_tokens=False).ids
+            n0, in_prompt = len(prompt_ids), set(prompt_ids)
+            with torch.no_grad():
+                pred = model(torch.tensor([ids])).logits[0].argmax(-1)
+            for kind, lo, hi in spans(r["expected"], full, len(prompt)):
+                j = 0
+                for i, (x, y) in enumerate(off):
+                    if i >= max(n0, 1) and x >= lo and y <= hi:      # a token of the span, predicted from i - 1
+                        key = (kind, "first" if j == 0 else "later", ids[i] in in_prompt)
+                        c = counts.setdefault(key, [0, 0])
+                        c[0] += int(pred[i - 1]) == ids[i]
+                        c[1] += 1
+                        j += 1
+
+        def total(kind, pos=None, seen=None):
+            rows = [v for (k, p, s), v in counts.items() if k == kind and pos in (None, p) and seen in (None, s)]
+            right, n = sum(v[0] for v in rows), sum(v[1] for v in rows)
+            return f"{right}/{n} = {right / max(n, 1):.3f}"
+        print(f"{folder}: argument-value tokens {total('value')} (first {total('value', 'first')}, later "
+              f"{total('value', 'later')}; absent from the prompt: {total('value', seen=False)}); "
+              f"function-name tokens {total('name')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
