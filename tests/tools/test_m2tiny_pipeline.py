@@ -185,6 +185,29 @@ def test_bare_split_makes_argument_values_copyable(train_records):
             assert found == same, (split, value, [t.id_to_token(i) for i in ids])
         assert t.decode(t.encode(request).ids) == request
 
+
+def test_bpe_dropout_trains_unused_pieces_keeps_text_and_mask(train_records, tok):
+    """Seeded BPE-dropout on training encodings: same text and supervised text, same result for the same seed,
+    and vocabulary pieces the plain encoding never produces now occur."""
+    import numpy as np
+
+    recs = train_records[:300]
+    (i0, m0, o0), _ = encode_records(recs, tok)
+    (i1, m1, o1), _ = encode_records(recs, tok, bpe_dropout=0.1, seed=3)
+    (i2, _, _), _ = encode_records(recs, tok, bpe_dropout=0.1, seed=3)
+    (i3, _, _), _ = encode_records(recs, tok, bpe_dropout=0.1, seed=4)
+    assert np.array_equal(i1, i2) and not np.array_equal(i1, i3)
+    assert 1.03 < len(i1) / len(i0) < 1.3
+    for k in range(len(o0) - 1):
+        a, b = slice(o0[k], o0[k + 1]), slice(o1[k], o1[k + 1])
+        assert tok.decode(i0[a].tolist(), skip_special_tokens=False) == tok.decode(i1[b].tolist(), skip_special_tokens=False)
+        assert (tok.decode(i0[a][m0[a] == 1].tolist(), skip_special_tokens=False)
+                == tok.decode(i1[b][m1[b] == 1].tolist(), skip_special_tokens=False))
+    V = tok.get_vocab_size()
+    seen0, seen1 = np.bincount(i0, minlength=V) > 0, np.bincount(i1, minlength=V) > 0
+    assert (seen1 & ~seen0).sum() > 100 and not (seen0 & ~seen1)[:8].any()
+
+
 def test_loss_mask_covers_assistant_turns_only(train_records, tok):
     rec = next(r for r in train_records if r["kind"] == "tool_single")
     (ids, mask, offsets), dropped = encode_records([rec], tok)

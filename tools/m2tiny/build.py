@@ -43,6 +43,9 @@ def main(argv=None):
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--split", default=tokenizer.DEFAULT_SPLIT, choices=sorted(tokenizer.SPLIT_PATTERNS),
                     help="tokenizer pre-split: bare keeps words free of a leading space so values copy (tokenizer.py)")
+    ap.add_argument("--bpe-dropout", type=float, default=0.0,
+                    help="seeded BPE-dropout on the training encodings (data.split_pieces): trains the pieces held-out "
+                         "names are spelled with")
     ap.add_argument("--max-len", type=int, default=2048, help="drop training records longer than this")
     ap.add_argument("--train-arg", action="append", default=[],
                     help="extra trainer flag, e.g. --train-arg=--lr=1e-3 (see python -m tools.m2tiny.train -h)")
@@ -72,7 +75,8 @@ def main(argv=None):
     if fresh or not data_path.exists():
         log("encode: rendering with the chat template and tokenizing")
         tok = tokenizer.load_tokenizer(tok_dir)
-        log(json.dumps(data.encode_file(corpus_dir / "train.jsonl", tok, data_path, a.max_len)))
+        log(json.dumps(data.encode_file(corpus_dir / "train.jsonl", tok, data_path, a.max_len,
+                                        bpe_dropout=a.bpe_dropout, seed=a.seed)))
     if fresh and (work / "ckpt").exists():
         log(f"removing the previous checkpoint {work / 'ckpt'} (use --resume to continue it instead)")
         shutil.rmtree(work / "ckpt")

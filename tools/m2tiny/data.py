@@ -45,8 +45,51 @@ def record_text(rec, template_path=None) -> tuple[str, list]:
     return text, spans
 
 
-def encode_records(records, tokenizer, max_len=2048, template_path=None):
-    """Returns (ids int16 flat, mask uint8 flat, offsets int64 [n+1]) and the number of dropped records."""
+def split_pieces(ids: np.ndarray, mask: np.ndarray, tokenizer, p: float, rng: np.random.Generator,
+                 num_special: int = 8):
+    """Seeded BPE-dropout: each token (not a control token) is, with probability p, replaced by the tokens of its
+    two halves cut at a random character, and each half again with probability p. Returns (ids, mask); the
+    decoded text is unchanged, pieces keep their token's mask.
+
+    Why: the tokenizer is trained on the same corpus, so its merges cover every training word whole, and about a
+    quarter of the vocabulary (intermediate merges, lone letters, the bytes of Chinese characters) never occurs
+    in the encoded corpus. A held-out name is spelled with exactly those pieces: 25% of the held-out argument-value
+    tokens had never been trained (their embeddings stay at init, so no circuit can match or emit them). With
+    p = 0.1, 0.1% (sweeps/README.md, stop 14). Inference encodes without dropout, as BPE-dropout prescribes.
+    """
+    pick = np.flatnonzero((rng.random(len(ids)) < p) & (ids >= num_special))
+    if len(pick) == 0:
+        return ids, mask
+    cache: dict = {}          # half (byte-level string) -> its token ids
+
+    def split(s: str) -> list:  # the tokens of s cut in two at a random character; each again with probability p
+        cut = int(rng.integers(1, len(s)))
+        out = []
+        for half in (s[:cut], s[cut:]):
+            if half not in cache:
+                cache[half] = [t.id for t in tokenizer.model.tokenize(half)]
+            for t in cache[half]:
+                piece = tokenizer.id_to_token(t)
+                out += split(piece) if len(piece) > 1 and rng.random() < p else [t]
+        return out
+
+    new_ids, new_mask, last = [], [], 0
+    for i in pick:
+        s = tokenizer.id_to_token(int(ids[i]))
+        if len(s) < 2:
+            continue
+        rep = split(s)
+        new_ids += [ids[last:i], np.asarray(rep, dtype=ids.dtype)]
+        new_mask += [mask[last:i], np.full(len(rep), mask[i], dtype=mask.dtype)]
+        last = i + 1
+    new_ids.append(ids[last:])
+    new_mask.append(mask[last:])
+    return np.concatenate(new_ids), np.concatenate(new_mask)
+
+
+def encode_records(records, tokenizer, max_len=2048, template_path=None, bpe_dropout: float = 0.0, seed: int = 0):
+    """Returns (ids int16 flat, mask uint8 flat, offsets int64 [n+1]) and the number of dropped records.
+    bpe_dropout > 0: training encodings get split_pieces (seeded by `seed`)."""
     texts, spans = [], []
     for r in records:
         t, s = record_text(r, template_path)
@@ -54,6 +97,7 @@ def encode_records(records, tokenizer, max_len=2048, template_path=None):
         spans.append(s)
     encs = tokenizer.encode_batch(texts, add_special_tokens=False)
     ids_parts, mask_parts, offsets, dropped = [], [], [0], 0
+    rng = np.random.default_rng(seed)
     for enc, sp in zip(encs, spans):
         n = len(enc.ids)
         if n > max_len or n < 2:
@@ -63,9 +107,15 @@ def encode_records(records, tokenizer, max_len=2048, template_path=None):
         m = np.zeros(n, dtype=np.uint8)
         for a, b in sp:
             m |= ((starts >= a) & (starts < b)).astype(np.uint8)
-        ids_parts.append(np.asarray(enc.ids, dtype=np.int16))
+        ids = np.asarray(enc.ids, dtype=np.int16)
+        if bpe_dropout > 0:
+            ids, m = split_pieces(ids, m, tokenizer, bpe_dropout, rng)
+            if len(ids) > max_len:
+                dropped += 1
+                continue
+        ids_parts.append(ids)
         mask_parts.append(m)
-        offsets.append(offsets[-1] + n)
+        offsets.append(offsets[-1] + len(ids))
     return (np.concatenate(ids_parts), np.concatenate(mask_parts), np.asarray(offsets, dtype=np.int64)), dropped
 
 
@@ -79,9 +129,9 @@ def load_encoded(path):
     return z["ids"], z["mask"], z["offsets"]
 
 
-def encode_file(jsonl_path, tokenizer, out_path, max_len=2048, template_path=None):
+def encode_file(jsonl_path, tokenizer, out_path, max_len=2048, template_path=None, bpe_dropout=0.0, seed=0):
     recs = read_jsonl(jsonl_path)
-    (ids, mask, offsets), dropped = encode_records(recs, tokenizer, max_len, template_path)
+    (ids, mask, offsets), dropped = encode_records(recs, tokenizer, max_len, template_path, bpe_dropout, seed)
     save_encoded(out_path, ids, mask, offsets)
     return {"records": len(recs), "dropped_too_long": dropped, "tokens": int(len(ids)),
             "supervised_tokens": int(mask.sum())}
