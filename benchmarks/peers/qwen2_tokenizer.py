@@ -16,12 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.m2tiny import corpus, data, tokenizer  # noqa: E402
 
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-
 
 def main(model_dir: str) -> None:
-    tokenizer.SPLIT_PATTERNS["qwen2"] = QWEN2_SPLIT
     texts = [data.record_text(r)[0] for r in corpus.build_train(3000, seed=corpus.DEFAULT_SEED)]
     tok = tokenizer.train_tokenizer(texts, split="qwen2")
     tokenizer.save_tokenizer(tok, model_dir)

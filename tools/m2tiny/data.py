@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import BOS, EOS, ROLE, THINK_OPEN, read_jsonl, render_chat
+from .common import BOS, EOS, ROLE, SPECIAL_TOKENS, THINK_OPEN, read_jsonl, render_chat
 
 AI_HEADER = ROLE + "ai\n"
 THINK_HEADER = THINK_OPEN + "\n"
@@ -45,8 +45,7 @@ def record_text(rec, template_path=None) -> tuple[str, list]:
     return text, spans
 
 
-def split_pieces(ids: np.ndarray, mask: np.ndarray, tokenizer, p: float, rng: np.random.Generator,
-                 num_special: int = 8):
+def split_pieces(ids: np.ndarray, mask: np.ndarray, tokenizer, p: float, rng: np.random.Generator):
     """Seeded BPE-dropout: each token (not a control token) is, with probability p, replaced by the tokens of its
     two halves cut at a random character, and each half again with probability p. Returns (ids, mask); the
     decoded text is unchanged, pieces keep their token's mask.
@@ -57,7 +56,7 @@ def split_pieces(ids: np.ndarray, mask: np.ndarray, tokenizer, p: float, rng: np
     tokens had never been trained (their embeddings stay at init, so no circuit can match or emit them). With
     p = 0.1, 0.1% (sweeps/README.md, stop 14). Inference encodes without dropout, as BPE-dropout prescribes.
     """
-    pick = np.flatnonzero((rng.random(len(ids)) < p) & (ids >= num_special))
+    pick = np.flatnonzero((rng.random(len(ids)) < p) & (ids >= len(SPECIAL_TOKENS)))
     if len(pick) == 0:
         return ids, mask
     cache: dict = {}          # half (byte-level string) -> its token ids

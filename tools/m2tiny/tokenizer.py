@@ -5,12 +5,12 @@ token. Pre-tokenization: a Qwen2-style split regex with digits split one by one 
 character its own piece (so merges never glue whole synthetic Chinese phrases into one token), then GPT-2
 byte-level mapping, so any UTF-8 text (unseen Chinese characters included) encodes without an unknown token.
 
-Two split patterns (`--split`): `glued` glues one leading space or punctuation character to a word (GPT-2/Qwen2:
+Split patterns (`--split`): `glued` glues one leading space or punctuation character to a word (GPT-2/Qwen2:
 " Springfield" is one piece), `bare` keeps every word bare and the space its own piece. A tool call copies its
 argument values from the request, and in MiniMax-M2's format a value follows `">` with no space
 (`<parameter name="city">Springfield</parameter>`) while in the request it follows a space: with `glued` the
 first (and, by induction, the second) token of the value differs from the request's, so the model cannot copy
-it; with `bare` a word's tokens are the same wherever it stands. `bare` costs about 26% more tokens on the corpus.
+it; with `bare` a word's tokens are the same wherever it stands. `bare` costs about 23% more tokens on the corpus.
 No BOS is added automatically: the chat template writes `]~!b[` itself (specs/minimax-m2.md section 4).
 """
 
@@ -27,6 +27,10 @@ SPLIT_PATTERNS = {
               r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
     "bare": (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{Han}|(?:(?!\p{Han})\p{L})+|\p{N}"
              r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    # exactly Qwen2's regex (llama.cpp's `qwen2` pre-tokenizer), for benchmark checkpoints llama.cpp must reproduce
+    # (benchmarks/peers/qwen2_tokenizer.py); no model is trained with it
+    "qwen2": (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+"),
 }
 DEFAULT_SPLIT = "glued"
 

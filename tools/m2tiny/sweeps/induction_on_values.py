@@ -18,11 +18,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from teacher_forced_copy import spans  # noqa: E402
+from teacher_forced_copy import encode_call  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import MiniMaxM2ForCausalLM  # noqa: E402
 
-from tools.m2tiny.common import read_jsonl, render_chat  # noqa: E402
+from tools.m2tiny.common import read_jsonl  # noqa: E402
 from tools.m2tiny.induction import HeadSupervision  # noqa: E402
 
 
@@ -43,21 +43,15 @@ def main() -> None:
     mass = 0.0
     right = {True: [0, 0], False: [0, 0]}                # head on a source -> [right, total]
     for r in read_jsonl(ROOT / "models/m2-tiny/eval/tool_calls.jsonl")[:a.n]:
-        calls = [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-                 for c in r["expected"]]
-        prompt = render_chat(r["messages"], tools=r["tools"], add_generation_prompt=True)
-        full = render_chat(r["messages"] + [{"role": "assistant", "content": "", "tool_calls": calls}], tools=r["tools"])
-        enc = tok.encode(full, add_special_tokens=False)
-        ids, off = enc.ids, enc.offsets
-        n0 = len(tok.encode(prompt, add_special_tokens=False).ids)
+        ids, prompt_ids, found = encode_call(r, tok)
+        n0 = len(prompt_ids)
         with torch.no_grad():
             pred = model(torch.tensor([ids])).logits[0].argmax(-1)
             attn = probe._log_attention(a.layer)[0].exp()                    # [heads, T, T]
         probe.captured.clear()
-        for kind, lo, hi in spans(r["expected"], full, len(prompt)):
+        for kind, pos in found:
             if kind != "value":
                 continue
-            pos = [i for i, (x, y) in enumerate(off) if i >= n0 and x >= lo and y <= hi]
             for i in pos[1:]:                   # ids[i] is predicted at i - 1, whose token is ids[i - 1]
                 n += 1
                 sources = [j + 1 for j in range(n0 - 1) if ids[j] == ids[i - 1] and ids[j + 1] == ids[i]]

@@ -30,6 +30,20 @@ def spans(calls, full, start):
                 yield "value", at + len(tag), at + len(tag) + len(value)
 
 
+def encode_call(r, tok):
+    """A held-out record's prompt followed by its expected call, encoded: (ids, prompt ids, spans) where spans
+    lists (kind, [indices of the span's tokens in ids]) for each function name and argument value of the call."""
+    calls = [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in r["expected"]]
+    prompt = render_chat(r["messages"], tools=r["tools"], add_generation_prompt=True)
+    full = render_chat(r["messages"] + [{"role": "assistant", "content": "", "tool_calls": calls}], tools=r["tools"])
+    enc = tok.encode(full, add_special_tokens=False)
+    prompt_ids = tok.encode(prompt, add_special_tokens=False).ids
+    n0 = max(len(prompt_ids), 1)           # every span token is predicted from the one before it
+    found = [(kind, [i for i, (x, y) in enumerate(enc.offsets) if i >= n0 and x >= lo and y <= hi])
+             for kind, lo, hi in spans(r["expected"], full, len(prompt))]
+    return enc.ids, prompt_ids, found
+
+
 def main():
     torch.set_num_threads(2)
     recs = read_jsonl(ROOT / "models/m2-tiny/eval/tool_calls.jsonl")[:80]
@@ -38,25 +52,15 @@ def main():
         model = MiniMaxM2ForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         counts = {}     # (kind, first|later token of the span, whether the token occurs in the prompt) -> [right, total]
         for r in recs:
-            calls = [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in r["expected"]]
-            msgs = r["messages"] + [{"role": "assistant", "content": "", "tool_calls": calls}]
-            prompt = render_chat(r["messages"], tools=r["tools"], add_generation_prompt=True)
-            full = render_chat(msgs, tools=r["tools"])
-            enc = tok.encode(full, add_special_tokens=False)
-            ids, off = enc.ids, enc.offsets
-            prompt_ids = tok.encode(prompt, add_special_tokens=False).ids
-            n0, in_prompt = len(prompt_ids), set(prompt_ids)
+            ids, prompt_ids, found = encode_call(r, tok)
+            in_prompt = set(prompt_ids)
             with torch.no_grad():
                 pred = model(torch.tensor([ids])).logits[0].argmax(-1)
-            for kind, lo, hi in spans(r["expected"], full, len(prompt)):
-                j = 0
-                for i, (x, y) in enumerate(off):
-                    if i >= max(n0, 1) and x >= lo and y <= hi:      # a token of the span, predicted from i - 1
-                        key = (kind, "first" if j == 0 else "later", ids[i] in in_prompt)
-                        c = counts.setdefault(key, [0, 0])
-                        c[0] += int(pred[i - 1]) == ids[i]
-                        c[1] += 1
-                        j += 1
+            for kind, pos in found:
+                for j, i in enumerate(pos):                   # a token of the span, predicted from i - 1
+                    c = counts.setdefault((kind, "first" if j == 0 else "later", ids[i] in in_prompt), [0, 0])
+                    c[0] += int(pred[i - 1]) == ids[i]
+                    c[1] += 1
 
         def total(kind, pos=None, seen=None):
             rows = [v for (k, p, s), v in counts.items() if k == kind and pos in (None, p) and seen in (None, s)]
