@@ -473,8 +473,9 @@ def test_corpus_sources_only_unambiguous_repeats():
 
 
 def test_head_supervision_teaches_where_to_look(train_records, tok, tmp_path):
-    """The attention supervision and the copy-head init run in the trainer on the smoke shape: the attention loss
-    is logged, falls over a few steps, and the copy-head init leaves o_proj = scale * pinv(v_proj) per head."""
+    """The attention supervision, the copy-head init and the direct-write copy loss run in the trainer on the
+    smoke shape: both losses are logged and fall over a few steps, and the copy-head init leaves
+    o_proj = scale * pinv(v_proj) per head."""
     import numpy as np
     import torch
 
@@ -492,8 +493,9 @@ def test_head_supervision_teaches_where_to_look(train_records, tok, tmp_path):
     args = ["--data", str(tmp_path / "d.npz"), "--preset", "smoke", "--threads", "1", "--minutes", "5",
             "--log-every", "1", "--ckpt-dir", str(tmp_path / "c"), "--max-steps", "30", "--lr", "3e-3",
             "--copy-steps", "30", "--copy-batch-tokens", "512", "--copy-attn-loss", "1",
-            "--copy-ov-init", "--lm-head-from-embed", "--copy-warmup-vocab", "64"]
+            "--copy-ov-init", "--lm-head-from-embed", "--copy-warmup-vocab", "64", "--copy-ov-loss", "1"]
     train.train(train.parser().parse_args(args))
     log = [json.loads(line) for line in (tmp_path / "c" / "train_log.jsonl").read_text().splitlines()]
-    attn_loss = [r["attn_loss"] for r in log]
+    attn_loss, ov_loss = [r["attn_loss"] for r in log], [r["ov_loss"] for r in log]
     assert len(attn_loss) == 30 and np.mean(attn_loss[-5:]) < 0.8 * np.mean(attn_loss[:5])
+    assert np.mean(ov_loss[-5:]) < 0.8 * np.mean(ov_loss[:5])

@@ -127,10 +127,18 @@ class HeadSupervision:
             raise ValueError(f"head supervision needs prev layer {prev_layer} < induction layer {induction_layer} "
                              f"< {len(model.model.layers)} layers")
         self.prev_layer, self.induction_layer, self.heads = prev_layer, induction_layer, heads
+        self.head_dim = model.model.layers[induction_layer].self_attn.head_dim
         self.captured: dict = {}
         self.active = False
         for layer in (prev_layer, induction_layer):
             model.model.layers[layer].self_attn.register_forward_pre_hook(self._hook(layer), with_kwargs=True)
+        self.o_proj = model.model.layers[induction_layer].self_attn.o_proj
+        self.unembed = model.lm_head
+        self.o_proj.register_forward_pre_hook(self._capture_heads)
+
+    def _capture_heads(self, module, args):
+        if self.active:
+            self.captured["heads_out"] = args[0]          # [b, T, heads * head_dim]: the heads' outputs before o_proj
 
     def _hook(self, layer):
         def pre(module, args, kwargs):
@@ -174,8 +182,37 @@ class HeadSupervision:
         total = target_nll(self.prev_layer, prev, has_prev)
         if has_source.any():
             total = total + target_nll(self.induction_layer, source.clamp(min=0), has_source)
-        self.captured.clear()
         return total / len(self.heads)
+
+    def ov_loss(self, ids, source, max_positions: int = 512):
+        """Cross-entropy of the induction heads' direct write, read through the unembedding, against the token at
+        their source (the token to copy). ids/source: [b, T] tensors. 0 when no position has a source.
+
+        Why: attention supervision teaches where to look, and the value/output half was left to the ordinary
+        loss. Measured on the 36-minute probe (build 5): on held-out values the head's strongest attention is on
+        the source 70% of the time (mean mass 0.64), yet its direct write ranks the right token first only 11% of
+        the time, and the copy loss on random tokens stayed at chance (6.8 nats against ln 1024 = 6.93) through
+        the whole warm-up. This loss trains the write itself: W_v, W_o and the unembedding, so that what the
+        heads carry forward is the identity of the token they attend to. The write is not normalised, so the loss
+        also grows it until it outweighs the rest of the residual stream.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        where = (source >= 0).nonzero()                                                  # [n, 2] (row, position)
+        if len(where) == 0:
+            return torch.zeros((), device=ids.device)
+        if len(where) > max_positions:
+            where = where[torch.randperm(len(where), device=ids.device)[:max_positions]]
+        out = self.captured["heads_out"][where[:, 0], where[:, 1]]                       # [n, heads * d]
+        d = self.head_dim
+        cols = torch.cat([torch.arange(h * d, (h + 1) * d, device=out.device) for h in self.heads])
+        write = out[:, cols] @ self.o_proj.weight[:, cols].T                              # [n, hidden]
+        target = ids[where[:, 0], source[where[:, 0], where[:, 1]]]                      # [n]
+        return F.cross_entropy(self.unembed(write).float(), target)
+
+    def clear(self) -> None:
+        self.captured.clear()
 
 
 def init_copy_heads(model, prev_layer: int, induction_layer: int, heads: list[int], prev_scale: float = 0.05,

@@ -276,10 +276,16 @@ def train(args) -> dict:
             valid_t = torch.from_numpy(valid).to(device)
             balancer.valid = valid_t.reshape(-1)
             loss, n_sup = step_loss(model, x, m)
-            attn_loss = None
+            attn_loss = ov_loss = None
             if supervision is not None and weight:
-                attn_loss = supervision.loss(valid_t, torch.from_numpy(sources).to(device))
-                (loss + weight * attn_loss).backward()
+                sources_t = torch.from_numpy(sources).to(device)
+                attn_loss = supervision.loss(valid_t, sources_t)
+                total = loss + weight * attn_loss
+                if args.copy_ov_loss:
+                    ov_loss = supervision.ov_loss(x, sources_t)
+                    total = total + args.copy_ov_loss * ov_loss
+                supervision.clear()
+                total.backward()
             else:
                 loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -313,6 +319,8 @@ def train(args) -> dict:
                        "tokens": state["tokens"], "minutes": round(state["seconds"] / 60, 2)}
                 if attn_loss is not None:
                     rec["attn_loss"] = round(attn_loss.item(), 4)
+                if ov_loss is not None:
+                    rec["ov_loss"] = round(ov_loss.item(), 4)
                 if args.copy_steps or args.copy_every:
                     rec["copy_loss"] = round(state.get("copy_loss") or float("nan"), 4)
                 print(json.dumps(rec), flush=True)
@@ -376,6 +384,9 @@ def parser():
     ap.add_argument("--copy-ov-init", action="store_true",
                     help="start the supervised heads' output projections as copies (induction.init_copy_heads)")
     ap.add_argument("--copy-ov-scale", type=float, default=1.0, help="induction heads' output scale at init")
+    ap.add_argument("--copy-ov-loss", type=float, default=0.0,
+                    help="weight of the supervised heads' direct-write copy loss wherever their attention is "
+                         "supervised (induction.HeadSupervision.ov_loss; 0: off)")
     ap.add_argument("--lm-head-from-embed", action="store_true",
                     help="start lm_head as a copy of the embeddings (still untied)")
     ap.add_argument("--init", help="start from this checkpoint's weights (a curriculum stage); optimizer starts fresh")
