@@ -17,6 +17,10 @@ from m2serve.models.arch import MiniMaxM2Arch
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "m2-tiny"
 
+# --kv-cache-dtype: "auto" stores K/V in the dtype the model computes in; these store them in fewer bits.
+KV_CACHE_DTYPES = {"bfloat16": torch.bfloat16}
+KV_CACHE_DTYPE_CHOICES = ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc")   # vLLM's names
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -28,6 +32,13 @@ class ModelConfig:
     batch_invariant: bool = False        # bitwise-identical results whatever the batch (layers/batch_invariant.py)
     quantization: str | None = None      # "ascend": an msModelSlim W8A8 / W8A8_DYNAMIC / C8 folder (layers/quant/)
     load_threads: int = 1                # --model-loader-extra-config enable_multithread_load / num_threads
+    kv_cache_dtype: str = "auto"         # "auto" (the compute dtype) or a KV_CACHE_DTYPES key
+
+    def __post_init__(self):
+        if self.kv_cache_dtype != "auto" and self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            known = ", ".join(["auto", *KV_CACHE_DTYPES])
+            raise ConfigError(f"kv_cache_dtype={self.kv_cache_dtype!r} is not built in m2serve (float caches only: "
+                              f"{known}; an msModelSlim C8 checkpoint brings its own int8 cache)")
 
     @property
     def path(self) -> Path:
@@ -214,7 +225,8 @@ class EngineConfig:
                enable_expert_parallel: bool = False, device: str = "auto",
                batch_invariant: bool | None = None, quantization: str | None = None,
                async_scheduling: bool = False, compilation_config=None,
-               enforce_eager: bool = False, model_loader_extra_config: dict | None = None) -> "EngineConfig":
+               enforce_eager: bool = False, model_loader_extra_config: dict | None = None,
+               kv_cache_dtype: str = "auto") -> "EngineConfig":
         """Build a config from vLLM-named keyword arguments (the LLM constructor and the CLI share this)."""
         model = str(model or BUNDLED_MODEL)
         if not Path(model).is_dir():
@@ -226,7 +238,8 @@ class EngineConfig:
         quantization = check_quantization_arg(quantization, model)   # the flag and the folder must agree
         model_cfg = ModelConfig(model=model, dtype=dtype, max_model_len=max_model_len, seed=seed,
                                 served_model_name=served_model_name, batch_invariant=batch_invariant,
-                                quantization=quantization, load_threads=_load_threads(model_loader_extra_config))
+                                quantization=quantization, load_threads=_load_threads(model_loader_extra_config),
+                                kv_cache_dtype=kv_cache_dtype)
         mml = model_cfg.resolved_max_model_len
         if max_num_batched_tokens is None:
             max_num_batched_tokens = 2048

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from m2serve.cli.args import add, add_bool, compilation_arg, size_arg
+from m2serve.config import KV_CACHE_DTYPE_CHOICES
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -20,6 +21,7 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     add(g, "--model", default=None, help="model folder (default: the bundled models/m2-tiny)")
     add(g, "--tokenizer", default=None, help="tokenizer folder (default: the model folder)")
     add(g, "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "half", "float", "bf16"])
+    add(g, "--kv-cache-dtype", default="auto", choices=KV_CACHE_DTYPE_CHOICES)
     add(g, "--max-model-len", type=size_arg, default=None)
     add(g, "--max-num-seqs", type=int, default=256)
     add(g, "--max-num-batched-tokens", type=size_arg, default=None)
@@ -50,7 +52,8 @@ def build_llm(args):
                gpu_memory_utilization=args.gpu_memory_utilization, block_size=args.block_size,
                enable_prefix_caching=args.enable_prefix_caching, batch_invariant=args.batch_invariant,
                device=args.device, seed=args.seed, async_scheduling=args.async_scheduling,
-               compilation_config=args.compilation_config, enforce_eager=args.enforce_eager, show_progress=False)
+               compilation_config=args.compilation_config, enforce_eager=args.enforce_eager,
+               kv_cache_dtype=args.kv_cache_dtype, show_progress=False)
 
 
 def random_token_prompts(llm, num: int, input_len: int, output_len: int, range_ratio=0.0, prefix_len: int = 0,

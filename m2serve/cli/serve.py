@@ -12,7 +12,7 @@ from pathlib import Path
 
 from m2serve import envs
 from m2serve.cli.args import add, add_bool, compilation_arg, json_arg, size_arg
-from m2serve.config import BUNDLED_MODEL, EngineConfig
+from m2serve.config import BUNDLED_MODEL, KV_CACHE_DTYPE_CHOICES, KV_CACHE_DTYPES, EngineConfig
 from m2serve.executor.cpu_binding import CpuBinding, plan_cpu_binding
 
 logger = logging.getLogger("m2serve.serve")
@@ -46,6 +46,8 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
     add(p, "--api-key", nargs="+", action="extend", default=None, help="bearer token(s) guarding /v1 routes")
     add(p, "--trust-remote-code", action="store_true", help="accepted; m2serve never runs code from a checkpoint")
     add(p, "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "half", "float", "bf16"])
+    add(p, "--kv-cache-dtype", default="auto", choices=KV_CACHE_DTYPE_CHOICES,
+        help="auto: the compute dtype; bfloat16: half the cache bytes when computing in fp32 (fp8: not built)")
     add(p, "--quantization", "-q", default=None,
         help="quantization method of the checkpoint: 'ascend' for msModelSlim W8A8 / W8A8_DYNAMIC / C8 folders")
     add(p, "--max-model-len", type=size_arg, default=None)
@@ -149,6 +151,9 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
     for flag in ("decode_context_parallel_size", "prefill_context_parallel_size"):
         if getattr(args, flag) != 1:
             raise _refuse("--" + flag.replace("_", "-"), getattr(args, flag), f"context parallelism {not_built}")
+    if args.kv_cache_dtype != "auto" and args.kv_cache_dtype not in KV_CACHE_DTYPES:
+        raise _refuse("--kv-cache-dtype", args.kv_cache_dtype, f"fp8 KV caches are {not_built[3:]} (float caches: "
+                      "auto, bfloat16; an msModelSlim C8 checkpoint brings its own int8 cache)")
     if args.speculative_config is not None:
         raise _refuse("--speculative-config", args.speculative_config, f"speculative decoding {not_built}")
     if args.kv_transfer_config is not None:
@@ -172,7 +177,8 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
         max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
         batch_invariant=args.batch_invariant, quantization=args.quantization,
         async_scheduling=args.async_scheduling, compilation_config=args.compilation_config,
-        enforce_eager=args.enforce_eager, model_loader_extra_config=args.model_loader_extra_config)
+        enforce_eager=args.enforce_eager, model_loader_extra_config=args.model_loader_extra_config,
+        kv_cache_dtype=args.kv_cache_dtype)
     names = args.served_model_name or [engine.model.path.name if args.model_tag is None and args.model is None
                                        else model]
     chat_template = args.chat_template

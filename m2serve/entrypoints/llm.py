@@ -42,7 +42,7 @@ class LLM:
                  tensor_parallel_size: int = 1, device: str = "auto", batch_invariant: bool | None = None,
                  quantization: str | None = None, async_scheduling: bool = False, compilation_config=None,
                  enforce_eager: bool = False, model_loader_extra_config: dict | None = None,
-                 show_progress: bool = True, **kwargs):
+                 kv_cache_dtype: str = "auto", show_progress: bool = True, **kwargs):
         unknown = set(kwargs) - _ACCEPTED_NO_EFFECT
         if unknown:
             raise TypeError(f"LLM() got unexpected keyword arguments: {sorted(unknown)}")
@@ -53,7 +53,8 @@ class LLM:
             max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
             tensor_parallel_size=tensor_parallel_size, device=device, batch_invariant=batch_invariant,
             quantization=quantization, async_scheduling=async_scheduling, compilation_config=compilation_config,
-            enforce_eager=enforce_eager, model_loader_extra_config=model_loader_extra_config)
+            enforce_eager=enforce_eager, model_loader_extra_config=model_loader_extra_config,
+            kv_cache_dtype=kv_cache_dtype)
         tok_dir = Path(tokenizer or self.config.model.path)
         self.tokenizer = Tokenizer.from_dir(tok_dir) if (tok_dir / "tokenizer.json").is_file() else None
         self.engine = EngineCore(self.config, show_progress=show_progress)

@@ -50,7 +50,8 @@ class ModelRunner:
         set_batch_invariant(model_config.batch_invariant)
         self.model = load_model(model_config.path, self.arch, self.dtype, device=device,
                                 parallel=get_parallel_context(), show_progress=show_progress,
-                                quantization=model_config.quantization, num_threads=model_config.load_threads)
+                                quantization=model_config.quantization, num_threads=model_config.load_threads,
+                                kv_cache_dtype=model_config.kv_cache_dtype)
         self.kv_cache_dtype = self.model.kv_cache_dtype      # int8 under C8 (scales live in the attention layers)
         if compilation is not None and compilation.enabled:
             self._compile()

@@ -140,6 +140,10 @@ class Attention(nn.Module):
         if n == L:
             # No cached prefix: the chunk's own k/v are the whole context; no gather needed.
             keys, values = k, v                                           # [L, nkv, d]
+            if isinstance(self.kv_cache_method, FloatKVCache) and self.kv_cache_method.rounds(q.dtype):
+                # As the cache holds them (--kv-cache-dtype bfloat16): later chunks and decode steps read the
+                # rounded values, so a prompt gives the same tokens whether it is chunked or prefix-cached.
+                keys, values = k.to(k_cache.dtype).to(q.dtype), v.to(v_cache.dtype).to(q.dtype)
         else:
             bs = meta.block_size
             n_blocks = -(-L // bs)

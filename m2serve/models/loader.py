@@ -35,11 +35,12 @@ from tqdm.auto import tqdm
 
 from m2serve import envs
 from m2serve.distributed.parallel_state import ParallelContext, get_parallel_context
+from m2serve.config import KV_CACHE_DTYPES
 from m2serve.errors import CheckpointError, ConfigError
 from m2serve.layers import cpu_kernels
 from m2serve.layers.quant.ascend import AscendQuantConfig, load_quant_config
 from m2serve.layers.quant.cpu_bf16 import CpuBf16WeightsConfig
-from m2serve.layers.quant.base import UnquantizedMoEMethod
+from m2serve.layers.quant.base import FloatKVCache, UnquantizedMoEMethod
 from m2serve.models.arch import MiniMaxM2Arch
 from m2serve.models.minimax_m2 import MiniMaxM2ForCausalLM
 
@@ -197,7 +198,7 @@ class _Checkpoint:
 def load_model(model_dir: str | Path, arch: MiniMaxM2Arch, dtype: torch.dtype,
                device: torch.device = torch.device("cpu"), parallel: ParallelContext | None = None,
                show_progress: bool = True, quantization: str | None = None,
-               num_threads: int = 1) -> MiniMaxM2ForCausalLM:
+               num_threads: int = 1, kv_cache_dtype: str = "auto") -> MiniMaxM2ForCausalLM:
     """quantization: None, or "ascend" for an msModelSlim folder (required there, refused elsewhere).
     num_threads > 1 (--model-loader-extra-config '{"enable_multithread_load": true, "num_threads": N}') reads and
     copies tensors on N threads: safetensors reads from the page cache and torch copies release the GIL."""
@@ -210,10 +211,23 @@ def load_model(model_dir: str | Path, arch: MiniMaxM2Arch, dtype: torch.dtype,
     parallel = parallel or get_parallel_context()
     with torch.device(device):
         model = MiniMaxM2ForCausalLM(arch, dtype, parallel, quant_config=quant_config)
+    if kv_cache_dtype != "auto":
+        _set_kv_cache_dtype(model, kv_cache_dtype)
     with ExitStack() as stack:
         ckpt = _Checkpoint(_checkpoint_files(model_dir), stack)
         _WeightFiller(model, ckpt, block, arch).run(show_progress, num_threads)
     return model.eval()
+
+
+def _set_kv_cache_dtype(model: MiniMaxM2ForCausalLM, name: str) -> None:
+    """--kv-cache-dtype NAME: every layer's float cache stores K/V in that dtype (the model computes in its own)."""
+    dtype = KV_CACHE_DTYPES[name]
+    for i, layer in enumerate(model.model.layers):
+        attn = layer.self_attn.attn
+        if type(attn.kv_cache_method) is not FloatKVCache:
+            raise ConfigError(f"--kv-cache-dtype {name}: layer {i}'s KV cache is {type(attn.kv_cache_method).__name__} "
+                             "(this checkpoint sets its own KV cache format); use --kv-cache-dtype auto")
+        attn.kv_cache_method = FloatKVCache(dtype)
 
 
 class _WeightFiller:

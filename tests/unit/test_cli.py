@@ -41,6 +41,7 @@ def test_seed_flags_parse_in_both_spellings(tiny_model_dir, caplog, monkeypatch)
      "--speculative-config"),
     (["--kv-transfer-config", '{"kv_connector": "MooncakeConnectorV1"}'], "--kv-transfer-config"),
     (["--quantization", "ascend"], "--quantization ascend"),
+    (["--kv-cache-dtype", "fp8"], "--kv-cache-dtype fp8"),
     (["--prefill-context-parallel-size", "2"], "--prefill-context-parallel-size 2"),
     (["--tool-call-parser", "hermes"], "--tool-call-parser hermes"),
     (["--reasoning-parser", "deepseek_r1"], "--reasoning-parser deepseek_r1"),

@@ -145,10 +145,18 @@ class KVCacheMethod(QuantMethod):
 
 
 class FloatKVCache(KVCacheMethod):
-    """The cache holds K/V in the model dtype (the default)."""
+    """The cache holds K/V in the model dtype (the default), or in `dtype` (`--kv-cache-dtype bfloat16`: half the
+    bytes a decode step reads from the cache when the model computes in fp32)."""
+
+    def __init__(self, dtype: torch.dtype | None = None) -> None:
+        self.dtype = dtype
 
     def cache_dtype(self, model_dtype):
-        return model_dtype
+        return self.dtype or model_dtype
+
+    def rounds(self, model_dtype: torch.dtype) -> bool:
+        """The cache stores K/V in fewer bits than the model computes them."""
+        return self.cache_dtype(model_dtype) != model_dtype
 
     def quantize(self, attn, t, which):
         return t
