@@ -470,6 +470,39 @@ def test_corpus_sources_only_unambiguous_repeats():
     assert src[0, 7] == -1                                               # 22 was followed by 30, now by 40
     assert src[0, 9] == -1 and src[0, 10] == -1                          # 40 seen before (twice by 10)
     assert (src[0, [0, 1, 2, 3, 8, 11]] == -1).all()
+    same, stale = corpus_sources(ids, mask, np.ones_like(mask), min_id=8, stale=True)
+    assert np.array_equal(same, src)
+    assert stale[0, 7] == 4 and (np.delete(stale[0], 7) == -1).all()    # only 22 -> (30, now 40) is stale
+
+
+def test_ov_loss_reads_the_heads_write_and_pushes_off_stale_tokens():
+    """HeadSupervision.ov_loss: cross-entropy of the supervised heads' write (through the unembedding) against the
+    source token, plus -log(1 - p) of the stale token where given; gradients reach the heads' output projection."""
+    import torch
+
+    from tools.m2tiny import train
+    from tools.m2tiny.induction import HeadSupervision
+    from tools.m2tiny.modelcfg import PRESETS
+
+    model = train.build_model(PRESETS["smoke"], "eager", seed=0)
+    sup = HeadSupervision(model, 0, 1, [0, 2])
+    ids = torch.randint(10, 200, (2, 24))
+    source, stale = torch.full((2, 24), -1), torch.full((2, 24), -1)
+    source[0, 20], source[1, 12], stale[1, 15] = 5, 3, 7
+    sup.active = True
+    model(input_ids=ids, use_cache=False)
+    only_source = sup.ov_loss(ids, source)
+    both = sup.ov_loss(ids, source, stale)
+    logits, target = sup._direct_logits(ids, source, 512)
+    assert torch.equal(target, torch.stack([ids[0, 5], ids[1, 3]]))
+    assert torch.allclose(only_source, torch.nn.functional.cross_entropy(logits, target))
+    p_old = sup._direct_logits(ids, stale, 512)[0].softmax(-1)[0, ids[1, 7]]
+    assert torch.allclose(both - only_source, -torch.log1p(-p_old), atol=2e-5)
+    both.backward()
+    o = model.model.layers[1].self_attn.o_proj.weight.grad
+    d = PRESETS["smoke"]["head_dim"]
+    assert o[:, :d].abs().sum() > 0 and o[:, d:2 * d].abs().sum() == 0                # heads 0 and 2 only
+    sup.clear()
 
 
 def test_head_supervision_teaches_where_to_look(train_records, tok, tmp_path):

@@ -184,7 +184,7 @@ class HeadSupervision:
             total = total + target_nll(self.induction_layer, source.clamp(min=0), has_source)
         return total / len(self.heads)
 
-    def ov_loss(self, ids, source, max_positions: int = 512):
+    def ov_loss(self, ids, source, stale=None, max_positions: int = 512):
         """Cross-entropy of the induction heads' direct write, read through the unembedding, against the token at
         their source (the token to copy). ids/source: [b, T] tensors. 0 when no position has a source.
 
@@ -195,21 +195,41 @@ class HeadSupervision:
         the whole warm-up. This loss trains the write itself: W_v, W_o and the unembedding, so that what the
         heads carry forward is the identity of the token they attend to. The write is not normalised, so the loss
         also grows it until it outweighs the rest of the residual stream.
+
+        stale [b, T] (corpus_sources(stale=True)), where given: positions whose earlier occurrence was followed by
+        another token than now; the loss adds -log(1 - p(that stale token)) of the same read-out there, so the
+        write stops carrying a copy where the source and the target part ways (build 6 without it looped:
+        tools/m2tiny/sweeps/README.md, stop 15).
         """
         import torch
         import torch.nn.functional as F
 
-        where = (source >= 0).nonzero()                                                  # [n, 2] (row, position)
+        total = torch.zeros((), device=ids.device)
+        logits, target = self._direct_logits(ids, source, max_positions)
+        if logits is not None:
+            total = total + F.cross_entropy(logits, target)
+        if stale is not None:
+            logits, old = self._direct_logits(ids, stale, max_positions)
+            if logits is not None:
+                p_old = logits.log_softmax(-1).gather(-1, old[:, None]).squeeze(-1).exp()   # [n]
+                total = total - torch.log1p(-p_old.clamp(max=1 - 1e-6)).mean()
+        return total
+
+    def _direct_logits(self, ids, at, max_positions):
+        """The supervised heads' summed write at positions where at >= 0, read through the unembedding:
+        (logits [n, vocab] fp32, the token at each position's `at` [n]), or (None, None)."""
+        import torch
+
+        where = (at >= 0).nonzero()                                                      # [n, 2] (row, position)
         if len(where) == 0:
-            return torch.zeros((), device=ids.device)
+            return None, None
         if len(where) > max_positions:
             where = where[torch.randperm(len(where), device=ids.device)[:max_positions]]
         out = self.captured["heads_out"][where[:, 0], where[:, 1]]                       # [n, heads * d]
         d = self.head_dim
         cols = torch.cat([torch.arange(h * d, (h + 1) * d, device=out.device) for h in self.heads])
         write = out[:, cols] @ self.o_proj.weight[:, cols].T                              # [n, hidden]
-        target = ids[where[:, 0], source[where[:, 0], where[:, 1]]]                      # [n]
-        return F.cross_entropy(self.unembed(write).float(), target)
+        return self.unembed(write).float(), ids[where[:, 0], at[where[:, 0], where[:, 1]]]
 
     def clear(self) -> None:
         self.captured.clear()
@@ -240,7 +260,7 @@ def init_copy_heads(model, prev_layer: int, induction_layer: int, heads: list[in
                 attn.o_proj.weight[:, head * d:(head + 1) * d] = scale * torch.linalg.pinv(w_v.float())
 
 
-def corpus_sources(ids: np.ndarray, mask: np.ndarray, valid: np.ndarray, min_id: int) -> np.ndarray:
+def corpus_sources(ids: np.ndarray, mask: np.ndarray, valid: np.ndarray, min_id: int, stale: bool = False):
     """Induction sources in corpus batches: [b, T] key positions (-1: none).
 
     A position i whose next token is supervised gets source p+1 when its token occurred exactly once before (at
@@ -249,9 +269,14 @@ def corpus_sources(ids: np.ndarray, mask: np.ndarray, valid: np.ndarray, min_id:
     into a call, a passage quoted back). Ambiguous matches (the token seen several times) are left unsupervised:
     the head cannot know which occurrence continues correctly, so pointing it at the right one would teach
     nothing it can use.
+
+    stale=True also returns the opposite cases, [b, T] positions (-1: none): the current token occurred exactly
+    once before, but what follows it now differs from what followed it then (the end of a copied name, the `"`
+    after a value). There the induction write should not carry the earlier continuation (HeadSupervision.ov_loss).
     """
     b, T = ids.shape
     source = np.full((b, T), -1, dtype=np.int64)
+    stale_at = np.full((b, T), -1, dtype=np.int64)
     for r in range(b):
         row = ids[r]
         seen: dict[int, int] = {}       # token -> its only earlier position (-2 once seen twice)
@@ -260,8 +285,11 @@ def corpus_sources(ids: np.ndarray, mask: np.ndarray, valid: np.ndarray, min_id:
                 break
             t = int(row[i])
             p = seen.get(t)
-            if p is not None and p >= 0 and mask[r, i + 1] and row[p + 1] == row[i + 1] and p + 1 < i:
-                source[r, i] = p + 1
+            if p is not None and p >= 0 and mask[r, i + 1] and p + 1 < i:
+                if row[p + 1] == row[i + 1]:
+                    source[r, i] = p + 1
+                else:
+                    stale_at[r, i] = p + 1
             if t >= min_id:
                 seen[t] = i if p is None else -2
-    return source
+    return (source, stale_at) if stale else source

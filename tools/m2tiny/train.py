@@ -269,8 +269,12 @@ def train(args) -> dict:
             weight = args.copy_attn_loss if copy_step else args.corpus_attn_loss
             if supervision is not None:
                 supervision.active = bool(weight)
+                stale = None
                 if weight and not copy_step:
-                    sources = corpus_sources(x, m, valid, len(SPECIAL_TOKENS))
+                    if args.copy_ov_negatives:
+                        sources, stale = corpus_sources(x, m, valid, len(SPECIAL_TOKENS), stale=True)
+                    else:
+                        sources = corpus_sources(x, m, valid, len(SPECIAL_TOKENS))
             n_tok = int(valid.sum())
             x, m = torch.from_numpy(x).to(device), torch.from_numpy(m).to(device)
             valid_t = torch.from_numpy(valid).to(device)
@@ -282,7 +286,8 @@ def train(args) -> dict:
                 attn_loss = supervision.loss(valid_t, sources_t)
                 total = loss + weight * attn_loss
                 if args.copy_ov_loss:
-                    ov_loss = supervision.ov_loss(x, sources_t)
+                    ov_loss = supervision.ov_loss(x, sources_t, None if stale is None
+                                                  else torch.from_numpy(stale).to(device))
                     total = total + args.copy_ov_loss * ov_loss
                 supervision.clear()
                 total.backward()
@@ -387,6 +392,9 @@ def parser():
     ap.add_argument("--copy-ov-loss", type=float, default=0.0,
                     help="weight of the supervised heads' direct-write copy loss wherever their attention is "
                          "supervised (induction.HeadSupervision.ov_loss; 0: off)")
+    ap.add_argument("--copy-ov-negatives", action="store_true",
+                    help="with --copy-ov-loss on corpus steps: also push the write away from a stale continuation "
+                         "(induction.corpus_sources(stale=True))")
     ap.add_argument("--lm-head-from-embed", action="store_true",
                     help="start lm_head as a copy of the embeddings (still untied)")
     ap.add_argument("--init", help="start from this checkpoint's weights (a curriculum stage); optimizer starts fresh")
