@@ -20,6 +20,8 @@ BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "m2-tiny"
 # --kv-cache-dtype: "auto" stores K/V in the dtype the model computes in; these store them in fewer bits.
 KV_CACHE_DTYPES = {"bfloat16": torch.bfloat16}
 KV_CACHE_DTYPE_CHOICES = ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc")   # vLLM's names
+KV_CACHE_DTYPE_UNBUILT = ("fp8 KV caches are not built in m2serve yet (float caches: auto, bfloat16; an msModelSlim "
+                          "C8 checkpoint brings its own int8 cache)")
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,7 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.kv_cache_dtype != "auto" and self.kv_cache_dtype not in KV_CACHE_DTYPES:
-            known = ", ".join(["auto", *KV_CACHE_DTYPES])
-            raise ConfigError(f"kv_cache_dtype={self.kv_cache_dtype!r} is not built in m2serve (float caches only: "
-                              f"{known}; an msModelSlim C8 checkpoint brings its own int8 cache)")
+            raise ConfigError(f"kv_cache_dtype={self.kv_cache_dtype!r}: {KV_CACHE_DTYPE_UNBUILT}")
 
     @property
     def path(self) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from m2serve import envs
 from m2serve.cli.args import add, add_bool, compilation_arg, json_arg, size_arg
-from m2serve.config import BUNDLED_MODEL, KV_CACHE_DTYPE_CHOICES, KV_CACHE_DTYPES, EngineConfig
+from m2serve.config import BUNDLED_MODEL, KV_CACHE_DTYPE_CHOICES, KV_CACHE_DTYPE_UNBUILT, KV_CACHE_DTYPES, EngineConfig
 from m2serve.executor.cpu_binding import CpuBinding, plan_cpu_binding
 
 logger = logging.getLogger("m2serve.serve")
@@ -152,8 +152,7 @@ def build_server_config(args: argparse.Namespace) -> ServerConfig:
         if getattr(args, flag) != 1:
             raise _refuse("--" + flag.replace("_", "-"), getattr(args, flag), f"context parallelism {not_built}")
     if args.kv_cache_dtype != "auto" and args.kv_cache_dtype not in KV_CACHE_DTYPES:
-        raise _refuse("--kv-cache-dtype", args.kv_cache_dtype, f"fp8 KV caches are {not_built[3:]} (float caches: "
-                      "auto, bfloat16; an msModelSlim C8 checkpoint brings its own int8 cache)")
+        raise _refuse("--kv-cache-dtype", args.kv_cache_dtype, KV_CACHE_DTYPE_UNBUILT)
     if args.speculative_config is not None:
         raise _refuse("--speculative-config", args.speculative_config, f"speculative decoding {not_built}")
     if args.kv_transfer_config is not None:

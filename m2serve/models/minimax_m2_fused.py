@@ -7,8 +7,8 @@ same math in the same order (fp32 throughout), so it agrees with the unfused lay
 
 It serves only the case it was written for, and the unfused layer serves everything else:
     per model (checked once): CPU, fp32 activations, the compiled kernels present, no tensor or expert parallelism,
-        float KV cache (fp32 or bf16), projection and expert matrices all fp32 or all bf16 (layers/quant/cpu_bf16.py), not
-        oneDNN-packed, fp32 router;
+        float KV cache (fp32, or bf16 under --kv-cache-dtype bfloat16), projection and expert matrices all fp32 or
+        all bf16 (layers/quant/cpu_bf16.py), not oneDNN-packed, fp32 router;
     per step: decode-only (one token per request), at most LINEAR_MAX_ROWS rows and EXPERT_MAX_MEAN_ROWS pairs
         per expert (past these MKL's blocked matmuls win), not batch-invariant mode, M2SERVE_FUSED_DECODE on.
 """
@@ -63,8 +63,6 @@ class FusedDecodeLayer:
         if len({m.dtype for m in matrices}) != 1 or mlp.gate.weight.dtype != torch.float32:
             return None                                                      # the kernel takes one matrix dtype
         if type(attn.attn.kv_cache_method) is not FloatKVCache or attn.q_proj.weight.device.type != "cpu":
-            return None
-        if attn.attn.kv_cache_dtype(dtype) not in (torch.float32, torch.bfloat16):   # what the kernel reads
             return None
         kernel = cpu_kernels.get()
         if kernel is None or not hasattr(kernel, "decode_layer"):

@@ -271,10 +271,8 @@ def train(args) -> dict:
                 supervision.active = bool(weight)
                 stale = None
                 if weight and not copy_step:
-                    if args.copy_ov_negatives:
-                        sources, stale = corpus_sources(x, m, valid, len(SPECIAL_TOKENS), stale=True)
-                    else:
-                        sources = corpus_sources(x, m, valid, len(SPECIAL_TOKENS))
+                    sources, stale = corpus_sources(x, m, valid, len(SPECIAL_TOKENS), stale=True)
+                    stale = stale if args.copy_ov_negatives else None
             n_tok = int(valid.sum())
             x, m = torch.from_numpy(x).to(device), torch.from_numpy(m).to(device)
             valid_t = torch.from_numpy(valid).to(device)
