@@ -158,9 +158,8 @@ class ModelRunner:
             if end == len(state.token_ids):
                 sample_rows.append(i)
         max_blocks = max(len(t) for t in tables)
-        block_tables = torch.zeros(len(tables), max_blocks, dtype=torch.int64)
-        for i, t in enumerate(tables):
-            block_tables[i, :len(t)] = torch.tensor(t, dtype=torch.int64)
+        # One tensor from padded lists: a tensor and an index_put per request cost ~15 us each at decode batch 16.
+        block_tables = torch.tensor([t + [0] * (max_blocks - len(t)) for t in tables], dtype=torch.int64)
         num_decodes = sum(1 for s in order if s.num_new_tokens == 1)
         dev = self.device
         meta = AttentionMetadata(
@@ -171,8 +170,12 @@ class ModelRunner:
         self._prompt_logprobs(order, qsl, hidden)
         if not sample_rows:
             return ModelRunnerOutput([], [], [])
-        last = torch.tensor([qsl[i + 1] - 1 for i in sample_rows], dtype=torch.int64, device=dev)
-        logits = self.model.compute_logits(hidden.index_select(0, last))    # [N, V] fp32
+        if qsl[-1] == len(sample_rows):
+            last_hidden = hidden                                             # every row is a sampled decode row
+        else:
+            last = torch.tensor([qsl[i + 1] - 1 for i in sample_rows], dtype=torch.int64, device=dev)
+            last_hidden = hidden.index_select(0, last)
+        logits = self.model.compute_logits(last_hidden)                      # [N, V] fp32
         rows = []
         for i in sample_rows:
             state = self.requests[order[i].req_id]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -42,6 +43,27 @@ def _module_name() -> str:
     return f"m2serve_cpu_{digest.hexdigest()[:12]}"
 
 
+STALE_LOCK_S = 600.0        # a first build takes about a minute; a lock this old was left by a killed build
+
+
+def clear_stale_lock(name: str) -> bool:
+    """torch's extension build takes a `lock` file in the build folder and every later load waits on it forever;
+    a build killed part way (a server stopped during its first start) leaves it behind, and each later start
+    then hangs. Remove a lock older than STALE_LOCK_S. Returns whether one was removed."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        lock = Path(_get_build_directory(name, verbose=False)) / "lock"
+        age = time.time() - lock.stat().st_mtime
+    except (OSError, ImportError):
+        return False                                                          # no lock (or no such helper)
+    if age < STALE_LOCK_S:
+        return False                                                          # a build may be running now
+    logger.warning("removing a stale build lock %s (%.0f min old, left by an interrupted build)", lock, age / 60)
+    lock.unlink(missing_ok=True)
+    return True
+
+
 @functools.cache
 def get():
     """The compiled module, or None (disabled, no AVX2, or the build failed: logged once)."""
@@ -54,6 +76,7 @@ def get():
         from torch.utils.cpp_extension import load
 
         logger.info("loading m2serve CPU kernels (compiled once per machine, about a minute the first time)")
+        clear_stale_lock(_module_name())
         return load(name=_module_name(), sources=[str(p) for p in SOURCES], extra_include_paths=[str(CSRC)],
                     verbose=False, extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"])
     except Exception as e:  # noqa: BLE001 - any build problem means: use the torch path

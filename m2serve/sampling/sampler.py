@@ -4,7 +4,7 @@ Order (vLLM v1):
 1. logprobs, if asked, of the RAW distribution: log_softmax of the logits as given (vLLM's raw_logprobs);
 2. logit_bias; min_tokens (eos and stop ids banned while fewer than min_tokens were generated);
 3. repetition, frequency and presence penalties;
-4. greedy rows (temperature < 1e-5): argmax of these logits;
+4. greedy rows (temperature < 1e-5): argmax of these logits (of the logits as given when no step above applies);
 5. other rows: divide by temperature, min_p, then top_k and top_p, then sample.
 
 Sampling is the exponential-race form of a categorical draw: token = argmax(probs / q), q ~ Exponential(1)
@@ -32,6 +32,20 @@ class SamplingRow:
     output_token_ids: Sequence[int] = ()   # generated so far (penalties, min_tokens)
     generator: torch.Generator | None = None  # the request's own generator (params.seed set), on the logits device
     stop_token_ids: Sequence[int] = ()     # eos ids + params.stop_token_ids: banned while output < min_tokens
+
+
+def _plain_greedy(row: SamplingRow) -> bool:
+    """Greedy with nothing that changes the logits or asks for their log-probs."""
+    p = row.params
+    return (p.greedy and p.logprobs is None and not p.logit_bias and p.repetition_penalty == 1.0
+            and not p.frequency_penalty and not p.presence_penalty
+            and not (len(row.output_token_ids) < p.min_tokens and len(row.stop_token_ids)))
+
+
+def _argmax(logits: torch.Tensor) -> torch.Tensor:
+    """[n, V] -> [n] int64, the first index of each row's maximum (NaN counts as the maximum), as argmax.
+    `max(dim)` gives the same indices; on CPU argmax's reduction was 5-7x slower at [16, 8192]."""
+    return logits.max(dim=-1).indices
 
 
 @dataclass
@@ -105,6 +119,10 @@ class Sampler:
         assert logits.dim() == 2 and logits.shape[0] == len(rows), (tuple(logits.shape), len(rows))
         batch, vocab = logits.shape
         device = logits.device
+        if all(_plain_greedy(r) for r in rows):
+            # Nothing to transform: the argmax of the logits as given, without the private copy and row gathers
+            # (at decode batch 16 these were 0.3-0.5 ms of a ~19 ms CPU step).
+            return SamplerOutput(token_ids=_argmax(logits), logprobs=[None] * batch)
         # A private float32 copy: the caller's logits are never modified.
         logits = logits.clone() if logits.dtype == torch.float32 else logits.to(torch.float32)
 
@@ -124,7 +142,7 @@ class Sampler:
         greedy = [i for i, r in enumerate(rows) if r.params.greedy]
         if greedy:
             idx = _tensor(greedy, torch.int64, device)
-            token_ids[idx] = logits[idx].argmax(dim=-1)
+            token_ids[idx] = _argmax(logits[idx])
         random = [i for i, r in enumerate(rows) if not r.params.greedy]
         if random:
             idx = _tensor(random, torch.int64, device)

@@ -78,16 +78,23 @@ def test_disabled_by_env(monkeypatch):
         cpu_kernels.get.cache_clear()
 
 
+# (blocks in the pool, block size, kv heads, query heads, seq_lens): an odd query group (3) with short blocks that
+# 8-token groups straddle, and M2's group of 4 in 16-token blocks past the kernel's prefetch distance.
+LAYOUTS = [(12, 4, 2, 6, [5, 1, 13]), (40, 16, 2, 8, [33, 16, 70, 7])]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("d", [64, 20])
-def test_decode_attention_matches_gathered_softmax(kernel, dtype, d):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_decode_attention_matches_gathered_softmax(kernel, dtype, d, layout):
     g = torch.Generator().manual_seed(d)
-    NB, bs, nkv, nh = 12, 4, 2, 6
+    NB, bs, nkv, nh, lens = layout
     cache = torch.randn(2, NB, bs, nkv, d, generator=g).to(dtype)
     k_cache, v_cache = cache[0], cache[1]
-    seq_lens = torch.tensor([5, 1, 13])
-    tables = torch.stack([torch.randperm(NB, generator=g)[:4] for _ in range(3)])    # [B, 4] blocks each
-    q = torch.randn(3, nh, d, generator=g)
+    seq_lens = torch.tensor(lens)
+    width = -(-max(lens) // bs)
+    tables = torch.stack([torch.randperm(NB, generator=g)[:width] for _ in lens])    # [B, width] blocks each
+    q = torch.randn(len(lens), nh, d, generator=g)
     out = kernel.decode_attention(q, k_cache, v_cache, tables, seq_lens, d ** -0.5)
     for b, L in enumerate(seq_lens.tolist()):
         keys = k_cache[tables[b]].reshape(-1, nkv, d)[:L].float()          # [L, nkv, d]
@@ -96,6 +103,20 @@ def test_decode_attention_matches_gathered_softmax(kernel, dtype, d):
         scores = torch.einsum("hd,lhd->hl", q[b], keys[:, kv_head]) * d ** -0.5
         ref = torch.einsum("hl,lhd->hd", scores.softmax(-1), vals[:, kv_head])
         torch.testing.assert_close(out[b], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_stale_build_lock_is_removed(monkeypatch, tmp_path):
+    # A build killed part way leaves torch's `lock` behind and every later load would wait on it forever.
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    lock = tmp_path / "m2serve_cpu_test" / "lock"
+    lock.parent.mkdir()
+    lock.touch()
+    assert not cpu_kernels.clear_stale_lock("m2serve_cpu_test") and lock.exists()    # fresh: a build may be running
+    old = lock.stat().st_mtime - cpu_kernels.STALE_LOCK_S - 60
+    import os
+    os.utime(lock, (old, old))
+    assert cpu_kernels.clear_stale_lock("m2serve_cpu_test") and not lock.exists()
+    assert not cpu_kernels.clear_stale_lock("m2serve_cpu_test")                       # no lock: nothing to do
 
 
 def test_decode_attention_rejects_out_of_range_lengths(kernel):

@@ -91,6 +91,25 @@ def test_greedy_is_argmax():
     assert out.token_ids.dtype == torch.int64 and out.logprobs == [None] * 5
 
 
+def test_plain_greedy_fast_path_matches_the_general_path():
+    # Rows with nothing to apply skip the copy and gathers; with a greedy row that asks for logprobs in the batch
+    # the same rows go through the general path. Both must pick the first maximum (ties, NaN) and leave the
+    # caller's logits untouched.
+    torch.manual_seed(0)
+    logits = torch.randint(0, 4, (6, 50)).float()                 # many ties per row
+    logits[2, 7] = float("nan")
+    logits[4] = float("-inf")
+    before = logits.clone()
+    fast = Sampler()(logits, [row(params(temperature=0.0))] * 6)
+    general = Sampler()(logits, [row(params(temperature=0.0))] * 5 + [row(params(temperature=0.0, logprobs=0))])
+    assert torch.equal(fast.token_ids, general.token_ids)
+    assert torch.equal(fast.token_ids, logits.argmax(-1)) and fast.token_ids[2] == 7
+    assert torch.equal(logits.nan_to_num(), before.nan_to_num()) and logits.isnan().sum() == 1
+    # min_tokens still applies: the fast path is not taken while a stop id is banned
+    hot = torch.tensor([[0.0, 9.0, 1.0]])
+    assert Sampler()(hot, [row(params(temperature=0.0, min_tokens=2), stop=[1])]).token_ids.tolist() == [2]
+
+
 def test_logit_bias():
     logits = torch.zeros(2, 6)
     apply_logit_bias(logits, [0, 1], [{3: 2.5, 5: -1.0}, {0: 1.0, 99: 5.0}])  # 99: outside the vocab, ignored

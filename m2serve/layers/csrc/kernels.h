@@ -30,6 +30,7 @@ namespace m2 {
 
 constexpr int kRows = 4;        // rows of x sharing one pass over a weight row
 constexpr int64_t kBlock = 16;  // weight rows per parallel work item
+constexpr int64_t kPrefetchTokens = 16;  // decode attention: how far ahead the cache rows are prefetched
 
 #ifdef M2_AVX2
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
@@ -254,19 +255,35 @@ void swiglu_experts(const float* x, const std::vector<int64_t>& off, const W* w1
 
 // Paged decode attention for one (request, KV head): the group's g query heads against L cached tokens, read
 // in place from their blocks (no gather). Two passes over the cache: scores (K), then the weighted sum (V).
+// Token rows are walked block by block with a running pointer: a division per token (t / bs, t % bs) cost about
+// a third of the kernel.
 template <typename C>
 void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C* v_cache, const int64_t* table,
                 int64_t L, int64_t bs, int64_t row_stride, int64_t block_stride, float scale, float* scores,
                 float* out) {
   // q [g, d] contiguous; scores [g, L] scratch; out [g, d]
+  // row(t): token t's row in the cache, for t walking up from 0
+  auto row_of = [&](int64_t t) { return table[t / bs] * block_stride + (t % bs) * row_stride; };
   int64_t t = 0;
 #ifdef M2_AVX2
   // Scores of 8 tokens at a time (d a multiple of 8): one accumulator per token, reduced together by a tree of
   // horizontal adds instead of one full horizontal sum per (token, head).
   if (d % 8 == 0) {
+    int64_t blk = 0, in_blk = 0;                                     // token t = blk * bs + in_blk
+    int64_t ahead = 0, pblk = 0, pin = 0;                             // the prefetch walker, kPrefetchTokens ahead
     for (; t + 8 <= L; t += 8) {
       const C* key[8];
-      for (int u = 0; u < 8; ++u) key[u] = k_cache + table[(t + u) / bs] * block_stride + ((t + u) % bs) * row_stride;
+      for (int u = 0; u < 8; ++u) {
+        key[u] = k_cache + table[blk] * block_stride + in_blk * row_stride;
+        if (++in_blk == bs) in_blk = 0, ++blk;
+      }
+      // Blocks sit anywhere in the pool, so the hardware prefetcher loses the stream at every block edge: ask
+      // for the rows of the tokens kPrefetchTokens ahead (each row's d values, every cache line of them).
+      for (; ahead < std::min(L, t + 8 + kPrefetchTokens); ++ahead) {
+        const char* r = reinterpret_cast<const char*>(k_cache + table[pblk] * block_stride + pin * row_stride);
+        for (int64_t b = 0; b < d * static_cast<int64_t>(sizeof(C)); b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
+        if (++pin == bs) pin = 0, ++pblk;
+      }
       for (int64_t j = 0; j < g; ++j) {
         __m256 a[8];
         for (int u = 0; u < 8; ++u) a[u] = _mm256_setzero_ps();
@@ -284,37 +301,57 @@ void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C*
   }
 #endif
   for (; t < L; ++t) {
-    const C* key = k_cache + table[t / bs] * block_stride + (t % bs) * row_stride;
+    const C* key = k_cache + row_of(t);
     for (int64_t j = 0; j < g; j += kRows)
       rows_dot_n<0>(q + j * d, d, static_cast<int>(std::min<int64_t>(kRows, g - j)), key, d, scores + j * L + t, L);
   }
   for (int64_t j = 0; j < g; ++j) softmax_row(scores + j * L, L, scale);
-  // out[j] = sum_t p[j, t] * V[t], one query head and up to 64 dims at a time with the sums in registers (the
-  // same FMA sequence over t as accumulating in memory, without a load and a store per FMA).
+  // out[j] = sum_t p[j, t] * V[t]: two query heads and up to 32 dims at a time with the sums in registers, so each
+  // V load serves both heads (the same FMA sequence over t per output as accumulating in memory).
+  int64_t i0 = 0;
+#ifdef M2_AVX2
+  for (; i0 + 8 <= d;) {
+    const int nv = static_cast<int>(std::min<int64_t>(4, (d - i0) / 8));
+    int64_t j = 0;
+    for (; j < g; j += 2) {
+      const bool two = j + 1 < g;
+      const float* p0 = scores + j * L;
+      const float* p1 = two ? scores + (j + 1) * L : p0;
+      __m256 s0[4], s1[4];
+      for (int v = 0; v < 4; ++v) s0[v] = s1[v] = _mm256_setzero_ps();
+      int64_t blk = 0, in_blk = 0, pblk = 0, pin = 0;
+      for (int64_t u = 0; u < std::min(L, kPrefetchTokens); ++u)     // the prefetch walker starts ahead
+        if (++pin == bs) pin = 0, ++pblk;
+      for (int64_t u = 0; u < L; ++u) {
+        const C* val = v_cache + table[blk] * block_stride + in_blk * row_stride + i0;
+        if (++in_blk == bs) in_blk = 0, ++blk;
+        if (u + kPrefetchTokens < L) {
+          const char* r = reinterpret_cast<const char*>(v_cache + table[pblk] * block_stride + pin * row_stride + i0);
+          for (int64_t b = 0; b < 8 * nv * static_cast<int64_t>(sizeof(C)); b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
+          if (++pin == bs) pin = 0, ++pblk;
+        }
+        const __m256 pv0 = _mm256_set1_ps(p0[u]), pv1 = _mm256_set1_ps(p1[u]);
+        for (int v = 0; v < 4; ++v)
+          if (v < nv) {
+            const __m256 x = load8(val + 8 * v);
+            s0[v] = _mm256_fmadd_ps(pv0, x, s0[v]);
+            s1[v] = _mm256_fmadd_ps(pv1, x, s1[v]);
+          }
+      }
+      for (int v = 0; v < nv; ++v) {
+        _mm256_storeu_ps(out + j * d + i0 + 8 * v, s0[v]);
+        if (two) _mm256_storeu_ps(out + (j + 1) * d + i0 + 8 * v, s1[v]);
+      }
+    }
+    i0 += 8 * nv;
+  }
+#endif
   for (int64_t j = 0; j < g; ++j) {
     const float* p = scores + j * L;
-    float* a = out + j * d;
-    int64_t i0 = 0;
-#ifdef M2_AVX2
-    while (i0 + 8 <= d) {
-      const int nv = static_cast<int>(std::min<int64_t>(8, (d - i0) / 8));
-      __m256 s8[8];
-      for (int v = 0; v < 8; ++v) s8[v] = _mm256_setzero_ps();
-      for (int64_t t = 0; t < L; ++t) {
-        const C* val = v_cache + table[t / bs] * block_stride + (t % bs) * row_stride + i0;
-        const __m256 pv = _mm256_set1_ps(p[t]);
-        for (int v = 0; v < 8; ++v)
-          if (v < nv) s8[v] = _mm256_fmadd_ps(pv, load8(val + 8 * v), s8[v]);
-      }
-      for (int v = 0; v < nv; ++v) _mm256_storeu_ps(a + i0 + 8 * v, s8[v]);
-      i0 += 8 * nv;
-    }
-#endif
     for (int64_t i = i0; i < d; ++i) {
       float sum = 0.f;
-      for (int64_t t = 0; t < L; ++t)
-        sum += p[t] * static_cast<float>(v_cache[table[t / bs] * block_stride + (t % bs) * row_stride + i]);
-      a[i] = sum;
+      for (int64_t u = 0; u < L; ++u) sum += p[u] * static_cast<float>(v_cache[row_of(u) + i]);
+      out[j * d + i] = sum;
     }
   }
 }
