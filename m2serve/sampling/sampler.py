@@ -34,12 +34,25 @@ class SamplingRow:
     stop_token_ids: Sequence[int] = ()     # eos ids + params.stop_token_ids: banned while output < min_tokens
 
 
+# What each row asks of the steps before the choice (module doc, steps 1-3): one predicate each, shared by the
+# steps and by the plain-greedy shortcut, so a new step cannot be skipped by it unnoticed.
+def _wants_logprobs(row: SamplingRow) -> bool:
+    return row.params.logprobs is not None
+
+
+def _bans_stop_ids(row: SamplingRow) -> bool:
+    return len(row.output_token_ids) < row.params.min_tokens and len(row.stop_token_ids) > 0
+
+
+def _penalised(row: SamplingRow) -> bool:
+    p = row.params
+    return p.repetition_penalty != 1.0 or bool(p.frequency_penalty) or bool(p.presence_penalty)
+
+
 def _plain_greedy(row: SamplingRow) -> bool:
     """Greedy with nothing that changes the logits or asks for their log-probs."""
-    p = row.params
-    return (p.greedy and p.logprobs is None and not p.logit_bias and p.repetition_penalty == 1.0
-            and not p.frequency_penalty and not p.presence_penalty
-            and not (len(row.output_token_ids) < p.min_tokens and len(row.stop_token_ids)))
+    return (row.params.greedy and not _wants_logprobs(row) and not row.params.logit_bias
+            and not _bans_stop_ids(row) and not _penalised(row))
 
 
 def _argmax(logits: torch.Tensor) -> torch.Tensor:
@@ -126,14 +139,13 @@ class Sampler:
         # A private float32 copy: the caller's logits are never modified.
         logits = logits.clone() if logits.dtype == torch.float32 else logits.to(torch.float32)
 
-        lp_rows = [i for i, r in enumerate(rows) if r.params.logprobs is not None]
+        lp_rows = [i for i, r in enumerate(rows) if _wants_logprobs(r)]
         raw_logprobs = torch.log_softmax(logits[lp_rows], dim=-1) if lp_rows else None
 
         bias_rows = [i for i, r in enumerate(rows) if r.params.logit_bias]
         if bias_rows:
             apply_logit_bias(logits, bias_rows, [rows[i].params.logit_bias for i in bias_rows])
-        ban_rows = [i for i, r in enumerate(rows)
-                    if len(r.output_token_ids) < r.params.min_tokens and len(r.stop_token_ids)]
+        ban_rows = [i for i, r in enumerate(rows) if _bans_stop_ids(r)]
         if ban_rows:
             ban_tokens(logits, ban_rows, [rows[i].stop_token_ids for i in ban_rows])
         self._penalise(logits, rows)
@@ -156,8 +168,7 @@ class Sampler:
     # ---- steps ----------------------------------------------------------------------------------------------
     @staticmethod
     def _penalise(logits: torch.Tensor, rows: list[SamplingRow]) -> None:
-        sel = [i for i, r in enumerate(rows)
-               if r.params.repetition_penalty != 1.0 or r.params.frequency_penalty or r.params.presence_penalty]
+        sel = [i for i, r in enumerate(rows) if _penalised(r)]
         if not sel:
             return
         device = logits.device

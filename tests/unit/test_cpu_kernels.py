@@ -1,6 +1,8 @@
 """m2serve's compiled CPU kernels (layers/csrc/cpu_gemv.cpp) against torch: few-row linear and SwiGLU experts, fp32
 and bf16 weights, row counts across the 4-row groups, K not a multiple of the SIMD width, empty experts, rows
 routed elsewhere; and that each row's result does not depend on the rows beside it."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,7 +115,6 @@ def test_stale_build_lock_is_removed(monkeypatch, tmp_path):
     lock.touch()
     assert not cpu_kernels.clear_stale_lock("m2serve_cpu_test") and lock.exists()    # fresh: a build may be running
     old = lock.stat().st_mtime - cpu_kernels.STALE_LOCK_S - 60
-    import os
     os.utime(lock, (old, old))
     assert cpu_kernels.clear_stale_lock("m2serve_cpu_test") and not lock.exists()
     assert not cpu_kernels.clear_stale_lock("m2serve_cpu_test")                       # no lock: nothing to do

@@ -253,37 +253,47 @@ void swiglu_experts(const float* x, const std::vector<int64_t>& off, const W* w1
   experts_gemv(gu, I2, w2, K, I, off, y, K);          // y = act @ w2[e]^T
 }
 
+// A request's cache rows in token order: offset() is the current token's row (elements from the cache base),
+// next() steps one token. Walking block by block this way avoids a division per token (t / bs, t % bs).
+struct RowWalker {
+  const int64_t* table;
+  int64_t bs, block_stride, row_stride, blk = 0, in_blk = 0;
+  int64_t offset() const { return table[blk] * block_stride + in_blk * row_stride; }
+  void next() {
+    if (++in_blk == bs) in_blk = 0, ++blk;
+  }
+};
+
+#ifdef M2_AVX2
+// Asks for every cache line of [p, p + bytes).
+inline void prefetch_lines(const void* p, int64_t bytes) {
+  for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(static_cast<const char*>(p) + b, _MM_HINT_T0);
+}
+#endif
+
 // Paged decode attention for one (request, KV head): the group's g query heads against L cached tokens, read
 // in place from their blocks (no gather). Two passes over the cache: scores (K), then the weighted sum (V).
-// Token rows are walked block by block with a running pointer: a division per token (t / bs, t % bs) cost about
-// a third of the kernel.
+// Blocks sit anywhere in the pool, so the hardware prefetcher loses the stream at every block edge: both passes
+// prefetch the rows kPrefetchTokens ahead of the one they read.
 template <typename C>
 void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C* v_cache, const int64_t* table,
                 int64_t L, int64_t bs, int64_t row_stride, int64_t block_stride, float scale, float* scores,
                 float* out) {
   // q [g, d] contiguous; scores [g, L] scratch; out [g, d]
-  // row(t): token t's row in the cache, for t walking up from 0
-  auto row_of = [&](int64_t t) { return table[t / bs] * block_stride + (t % bs) * row_stride; };
+  auto row_of = [&](int64_t t) { return table[t / bs] * block_stride + (t % bs) * row_stride; };  // random access
+  const RowWalker start{table, bs, block_stride, row_stride};
   int64_t t = 0;
 #ifdef M2_AVX2
   // Scores of 8 tokens at a time (d a multiple of 8): one accumulator per token, reduced together by a tree of
   // horizontal adds instead of one full horizontal sum per (token, head).
   if (d % 8 == 0) {
-    int64_t blk = 0, in_blk = 0;                                     // token t = blk * bs + in_blk
-    int64_t ahead = 0, pblk = 0, pin = 0;                             // the prefetch walker, kPrefetchTokens ahead
+    RowWalker row = start, ahead = start;                             // ahead: token `prefetched`
+    int64_t prefetched = 0;
     for (; t + 8 <= L; t += 8) {
       const C* key[8];
-      for (int u = 0; u < 8; ++u) {
-        key[u] = k_cache + table[blk] * block_stride + in_blk * row_stride;
-        if (++in_blk == bs) in_blk = 0, ++blk;
-      }
-      // Blocks sit anywhere in the pool, so the hardware prefetcher loses the stream at every block edge: ask
-      // for the rows of the tokens kPrefetchTokens ahead (each row's d values, every cache line of them).
-      for (; ahead < std::min(L, t + 8 + kPrefetchTokens); ++ahead) {
-        const char* r = reinterpret_cast<const char*>(k_cache + table[pblk] * block_stride + pin * row_stride);
-        for (int64_t b = 0; b < d * static_cast<int64_t>(sizeof(C)); b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
-        if (++pin == bs) pin = 0, ++pblk;
-      }
+      for (int u = 0; u < 8; ++u, row.next()) key[u] = k_cache + row.offset();
+      for (; prefetched < std::min(L, t + 8 + kPrefetchTokens); ++prefetched, ahead.next())
+        prefetch_lines(k_cache + ahead.offset(), d * static_cast<int64_t>(sizeof(C)));
       for (int64_t j = 0; j < g; ++j) {
         __m256 a[8];
         for (int u = 0; u < 8; ++u) a[u] = _mm256_setzero_ps();
@@ -312,23 +322,19 @@ void decode_one(const float* q, int64_t g, int64_t d, const C* k_cache, const C*
 #ifdef M2_AVX2
   for (; i0 + 8 <= d;) {
     const int nv = static_cast<int>(std::min<int64_t>(4, (d - i0) / 8));
-    int64_t j = 0;
-    for (; j < g; j += 2) {
+    for (int64_t j = 0; j < g; j += 2) {
       const bool two = j + 1 < g;
       const float* p0 = scores + j * L;
       const float* p1 = two ? scores + (j + 1) * L : p0;
       __m256 s0[4], s1[4];
       for (int v = 0; v < 4; ++v) s0[v] = s1[v] = _mm256_setzero_ps();
-      int64_t blk = 0, in_blk = 0, pblk = 0, pin = 0;
-      for (int64_t u = 0; u < std::min(L, kPrefetchTokens); ++u)     // the prefetch walker starts ahead
-        if (++pin == bs) pin = 0, ++pblk;
-      for (int64_t u = 0; u < L; ++u) {
-        const C* val = v_cache + table[blk] * block_stride + in_blk * row_stride + i0;
-        if (++in_blk == bs) in_blk = 0, ++blk;
+      RowWalker row = start, ahead = start;
+      for (int64_t u = 0; u < std::min(L, kPrefetchTokens); ++u) ahead.next();
+      for (int64_t u = 0; u < L; ++u, row.next()) {
+        const C* val = v_cache + row.offset() + i0;
         if (u + kPrefetchTokens < L) {
-          const char* r = reinterpret_cast<const char*>(v_cache + table[pblk] * block_stride + pin * row_stride + i0);
-          for (int64_t b = 0; b < 8 * nv * static_cast<int64_t>(sizeof(C)); b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
-          if (++pin == bs) pin = 0, ++pblk;
+          prefetch_lines(v_cache + ahead.offset() + i0, 8 * nv * static_cast<int64_t>(sizeof(C)));
+          ahead.next();
         }
         const __m256 pv0 = _mm256_set1_ps(p0[u]), pv1 = _mm256_set1_ps(p1[u]);
         for (int v = 0; v < 4; ++v)
