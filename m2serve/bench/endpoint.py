@@ -145,8 +145,8 @@ class _Timer:
         self.last = ts
 
 
-async def async_request(client, inp: RequestFuncInput, chat: bool, pbar=None) -> RequestFuncOutput:
-    """POST one streamed request with `client` (httpx.AsyncClient); never raises."""
+async def async_request(session, inp: RequestFuncInput, chat: bool, pbar=None) -> RequestFuncOutput:
+    """POST one streamed request with `session` (aiohttp.ClientSession); never raises."""
     payload = chat_payload(inp) if chat else completions_payload(inp)
     out = RequestFuncOutput(prompt_len=inp.prompt_len)
     parts: list[str] = []
@@ -155,13 +155,13 @@ async def async_request(client, inp: RequestFuncInput, chat: bool, pbar=None) ->
     out.start_time = st
     timer = _Timer(out, st)
     try:
-        async with client.stream("POST", inp.api_url, json=payload, headers=request_headers(inp)) as resp:
-            if resp.status_code != 200:
-                body = (await resp.aread()).decode("utf-8", "replace")
-                out.error = f"HTTP {resp.status_code}: {body[:2000]}" if body else f"HTTP {resp.status_code}"
+        async with session.post(inp.api_url, json=payload, headers=request_headers(inp)) as resp:
+            if resp.status != 200:
+                body = (await resp.read()).decode("utf-8", "replace")
+                out.error = f"HTTP {resp.status}: {body[:2000]}" if body else f"HTTP {resp.status}"
             else:
                 parser = SSEParser()
-                async for chunk in resp.aiter_bytes():
+                async for chunk in resp.content.iter_any():
                     ts = time.perf_counter()
                     for data in parser.feed(chunk):
                         msg = json.loads(data)

@@ -113,13 +113,14 @@ def parse_kv(items, flag: str) -> dict[str, str]:
 
 
 def fetch_models(base_url: str, headers: dict | None = None) -> list[dict]:
-    import httpx
+    import urllib.error
+    import urllib.request
 
     try:
-        r = httpx.get(base_url + "/v1/models", headers=headers, timeout=30)
-        r.raise_for_status()
-        return list(r.json().get("data") or [])
-    except (httpx.HTTPError, ValueError) as e:
+        with urllib.request.urlopen(urllib.request.Request(base_url + "/v1/models", headers=headers or {}),
+                                    timeout=30) as r:
+            return list(json.loads(r.read()).get("data") or [])
+    except (OSError, ValueError) as e:                   # URLError / HTTPError are OSErrors
         raise RuntimeError(f"cannot read {base_url}/v1/models (is the server running at this address?): {e}") from e
 
 
@@ -225,12 +226,14 @@ def arrival_times(num: int, rate_of, burstiness: float, rescale_rate: float | No
 
 
 # ---- /metrics spec-decode counters -----------------------------------------------------------------------------
-async def spec_decode_counters(client, base_url: str) -> dict | None:
+async def spec_decode_counters(session, base_url: str) -> dict | None:
+    import aiohttp
+
     try:
-        r = await client.get(base_url + "/metrics", timeout=10)
-        if r.status_code != 200:
-            return None
-        text = r.text
+        async with session.get(base_url + "/metrics", timeout=aiohttp.ClientTimeout(total=10)) as r:
+            if r.status != 200:
+                return None
+            text = await r.text()
     except Exception:
         return None
     found, c = False, {"num_drafts": 0, "num_draft_tokens": 0, "num_accepted_tokens": 0, "per_pos": {}}
@@ -282,7 +285,7 @@ async def benchmark(args, *, api_url: str, base_url: str, model_id: str, model_n
                     requests, extra_body: dict, headers: dict, selected_metrics: list[str],
                     selected_percentiles: list[float], goodput: dict) -> tuple[dict, dict]:
     """Run the load; returns (result keys, in-memory extras for the plot)."""
-    import httpx
+    import aiohttp
     import numpy as np
     from tqdm.auto import tqdm
 
@@ -291,8 +294,11 @@ async def benchmark(args, *, api_url: str, base_url: str, model_id: str, model_n
 
     chat = args.backend in CHAT_BACKENDS
     prefix = args.request_id_prefix if args.request_id_prefix is not None else f"bench-{uuid.uuid4().hex[:8]}-"
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(6 * 3600), limits=limits, trust_env=True) as client:
+    # aiohttp, like vLLM's client: the client shares the machine with the server it measures, and httpx's streaming
+    # took about twice its CPU time per token. No connection limit: --max-concurrency is the only cap.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=6 * 3600),
+                                     trust_env=True) as client:
         def make_input(req, request_id):
             return RequestFuncInput(prompt=req.prompt, api_url=api_url, prompt_len=req.prompt_len,
                                     output_len=req.expected_output_len, model=model_id, model_name=model_name,
@@ -406,8 +412,8 @@ def run(args: argparse.Namespace) -> dict:
     from m2serve.bench.datasets import get_samples
     from m2serve.bench.metrics import parse_goodput
 
-    if importlib.util.find_spec("httpx") is None:
-        raise RuntimeError("bench serve needs httpx: pip install 'm2serve[bench]'")
+    if importlib.util.find_spec("aiohttp") is None:
+        raise RuntimeError("bench serve needs aiohttp: pip install 'm2serve[bench]'")
     print(args)
     if args.max_concurrency is not None and args.max_concurrency <= 0:
         raise ValueError("--max-concurrency must be greater than 0")

@@ -1,9 +1,10 @@
-"""One benchmark request: payloads, SSE parsing and token events (specs/openai-api.md §5.2-5.3), against an
-in-memory httpx transport with scripted chunks."""
+"""One benchmark request: payloads, SSE parsing and token events (specs/openai-api.md §5.2-5.3), against a local
+aiohttp server that streams scripted chunks."""
 import asyncio
 import json
 
-import httpx
+import aiohttp
+from aiohttp import web
 
 from m2serve.bench.endpoint import (NO_TOKEN_ERROR, RequestFuncInput, SSEParser, async_request, chat_payload,
                                     completions_payload, is_chat_token_event)
@@ -45,20 +46,34 @@ def run_scripted(events, status=200, chat=False):
     body = b"".join(f"data: {json.dumps(e) if not isinstance(e, str) else e}\n\n".encode() for e in events)
     seen = {}
 
-    async def handler(request: httpx.Request):
-        seen["headers"] = dict(request.headers)
-        seen["json"] = json.loads(request.content)
-
-        async def stream():
+    async def handler(request: web.Request):
+        seen["headers"] = {k.lower(): v for k, v in request.headers.items()}
+        seen["json"] = await request.json()
+        resp = web.StreamResponse(status=status, headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
             for line in body.split(b"\n\n"):
                 if line:
-                    yield line + b"\n\n"
+                    await resp.write(line + b"\n\n")
                     await asyncio.sleep(0.01)
-        return httpx.Response(status, content=stream())
+            await resp.write_eof()
+        except ConnectionResetError:                 # the client hung up after [DONE], as it should
+            pass
+        return resp
 
     async def go():
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await async_request(client, inp(), chat)
+        app = web.Application()
+        app.router.add_post("/v1/completions", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await async_request(session, inp(api_url=f"http://127.0.0.1:{port}/v1/completions"), chat)
+        finally:
+            await runner.cleanup()
     return asyncio.run(go()), seen
 
 

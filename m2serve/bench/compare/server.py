@@ -41,7 +41,7 @@ class ServerProcess:
         self.startup_s: float | None = None
 
     def start(self, timeout: float) -> None:
-        import httpx
+        import urllib.request
 
         env = dict(os.environ, **self.spec.env)
         self._log = open(self.log_path, "w")
@@ -57,9 +57,10 @@ class ServerProcess:
                                    f"startup: {last_error_line(self.log_path)}\n--- last lines of "
                                    f"{self.log_path} ---\n{tail(self.log_path)}")
             try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:                                  # refused, not ready (HTTPError), timed out
                 pass
             if time.monotonic() - t0 > timeout:
                 raise RuntimeError(f"{self.spec.engine} server not ready after {timeout:.0f} s\n--- last lines of "

@@ -36,6 +36,38 @@ def _error(e: M2ServeError, param: str | None = None) -> JSONResponse:
     return JSONResponse(e.to_openai(param), status_code=e.status_code)
 
 
+class Guard:
+    """API keys, the JSON content type and a dead engine, checked before routing.
+
+    A plain ASGI middleware: Starlette's `@app.middleware("http")` would relay every streamed chunk through an extra
+    task and memory stream, a cost paid once per generated token.
+    """
+
+    def __init__(self, app, config: ServerConfig, client: AsyncEngineClient):
+        self.app, self.config, self.client = app, config, client
+
+    async def __call__(self, scope, receive, send):
+        refusal = self.refusal(Request(scope)) if scope["type"] == "http" else None
+        if refusal is not None:
+            await refusal(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def refusal(self, request: Request) -> JSONResponse | None:
+        path = request.url.path
+        if self.config.api_keys and request.method != "OPTIONS" and path.startswith(AUTH_PREFIXES):
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or token.strip() not in self.config.api_keys:
+                return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        if request.method == "POST":
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                return JSONResponse(error_body("Unsupported Media Type: Only 'application/json' is allowed"), 400)
+        if self.client.dead and path.startswith(AUTH_PREFIXES):
+            return _error(EngineDeadError(self.client.dead))
+        return None
+
+
 def build_app(config: ServerConfig, client: AsyncEngineClient, tokenizer: Tokenizer) -> FastAPI:
     ctx = ServingContext(client=client, tokenizer=tokenizer, served_model_names=config.served_model_names,
                          max_model_len=config.engine.scheduler.max_model_len, max_logprobs=config.max_logprobs,
@@ -47,20 +79,7 @@ def build_app(config: ServerConfig, client: AsyncEngineClient, tokenizer: Tokeni
     app = FastAPI(title="m2serve", version=m2serve.__version__)
     app.state.ctx = ctx
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        path = request.url.path
-        if config.api_keys and request.method != "OPTIONS" and path.startswith(AUTH_PREFIXES):
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or token.strip() not in config.api_keys:
-                return JSONResponse({"error": "Unauthorized"}, status_code=401)
-        if request.method == "POST":
-            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype != "application/json":
-                return JSONResponse(error_body("Unsupported Media Type: Only 'application/json' is allowed"), 400)
-        if client.dead and path.startswith(AUTH_PREFIXES):
-            return _error(EngineDeadError(client.dead))
-        return await call_next(request)
+    app.add_middleware(Guard, config=config, client=client)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError):
@@ -202,7 +221,13 @@ def _stream(events: AsyncIterator[str], *engine_streams) -> StreamingResponse:
 
 def run_server(config: ServerConfig) -> int:
     """Start the engine process, serve HTTP until stopped. Returns the process exit code."""
-    return asyncio.run(_serve(config))
+    # uvloop where installed (the `server` extra installs it), as uvicorn itself would pick: its event loop and
+    # socket writes cost a fraction of asyncio's, paid per streamed token on the cores the engine computes on.
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(config))
+    return uvloop.run(_serve(config))
 
 
 async def _serve(config: ServerConfig) -> int:
