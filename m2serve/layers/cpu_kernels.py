@@ -6,6 +6,9 @@
     decode_layer(h [T, H], the layer's 12 tensors, ...) -> [T, H]: a whole MiniMax-M2 decoder layer of a decode-only
         step (models/minimax_m2_fused.py)
     widen(w bf16) -> fp32 copy
+    experts_mm(x [N, H] sorted by expert, counts [E], w13, w2) -> [N, H] fp32: the many-row (prefill) SwiGLU experts,
+        MKL sgemm per expert on weights widened one expert at a time, SwiGLU fused
+    moe_combine(y [N, H] sorted by expert, pos [T, K], w [T, K]) -> [T, H]: the routing-weighted sum in token order
 
 Built with torch.utils.cpp_extension the first time a process needs them (about a minute on 2 cores; cached under
 TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions), only on CPUs with AVX2 + FMA. Where the build fails or
@@ -101,6 +104,12 @@ def serves_experts(kernel, rows: int, num_experts: int) -> bool:
     return kernel is not None and rows <= EXPERT_MAX_MEAN_ROWS * num_experts and not is_batch_invariant()
 
 
+def serves_expert_sgemm(kernel, w13: torch.Tensor) -> bool:
+    """A MoE call past the few-row limit goes to experts_mm (MKL per expert; not in batch-invariant mode, whose
+    matmuls must not depend on the row count)."""
+    return kernel is not None and w13.dtype in (torch.float32, torch.bfloat16) and not is_batch_invariant()
+
+
 @torch.compiler.disable   # an opaque extension call: a compiled layer runs it eagerly
 def linear(kernel, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [T, in] @ weight [out, in]^T -> [T, out] in x's dtype (fp32 accumulation)."""
@@ -111,6 +120,18 @@ def linear(kernel, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def experts(kernel, xs: torch.Tensor, counts: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     """SwiGLU experts over rows xs [N, H] sorted by expert (counts [E]) -> [N, H] in xs's dtype."""
     return kernel.experts(xs, counts, w13, w2).to(xs.dtype)
+
+
+@torch.compiler.disable
+def experts_mm(kernel, xs: torch.Tensor, counts: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """SwiGLU experts over many rows xs [N, H] sorted by expert (counts [E]) -> [N, H] in xs's dtype."""
+    return kernel.experts_mm(xs, counts, w13, w2).to(xs.dtype)
+
+
+@torch.compiler.disable
+def moe_combine(kernel, y_sorted: torch.Tensor, pos: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """out [T, H] fp32: out[t] = sum_k weights[t, k] * y_sorted[pos[t, k]]."""
+    return kernel.moe_combine(y_sorted, pos, weights)
 
 
 @torch.compiler.disable

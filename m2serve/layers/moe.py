@@ -92,6 +92,11 @@ class FusedExperts(nn.Module):
         x_sorted = x[order // K]                                             # [T*K, H] token of each pair
 
         y_sorted = self.quant_method.apply(self, x_sorted, counts)           # [T*K, H]; off-rank rows junk
+        kernel = getattr(self, "cpu_kernel", None)
+        if kernel is not None and self.num_local == self.num_experts and y_sorted.dtype == torch.float32:
+            # CPU: scale, scatter back to token order and sum over k in one pass.
+            pos = torch.empty_like(order).scatter_(0, order, torch.arange(T * K, device=x.device))   # [T*K]
+            return cpu_kernels.moe_combine(kernel, y_sorted, pos.view(T, K), topk_weights)
         w_sorted = topk_weights.flatten()[order].float()                     # [T*K]
         if self.num_local != self.num_experts:
             w_sorted = w_sorted.masked_fill(off_rank[order], 0.0)
@@ -107,6 +112,8 @@ class FusedExperts(nn.Module):
         kernel = getattr(self, "cpu_kernel", None)
         if cpu_kernels.serves_experts(kernel, xs.shape[0], self.num_local):
             return cpu_kernels.experts(kernel, xs, counts, self.w13_weight, self.w2_weight)   # decode on CPU
+        if cpu_kernels.serves_expert_sgemm(kernel, self.w13_weight):
+            return cpu_kernels.experts_mm(kernel, xs, counts, self.w13_weight, self.w2_weight)   # prefill on CPU
         w13, w2 = self.quant_method.float_weights(self, xs.dtype)
         if self._use_grouped_mm is not False and not is_batch_invariant():
             try:

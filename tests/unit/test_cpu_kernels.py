@@ -68,6 +68,43 @@ def test_experts_reject_bad_counts(kernel):
     w13, w2 = torch.zeros(2, 8, 16), torch.zeros(2, 16, 4)
     with pytest.raises(RuntimeError, match="counts sum to"):
         kernel.experts(torch.zeros(3, 16), torch.tensor([2, 2]), w13, w2)
+    with pytest.raises(RuntimeError, match="counts sum to"):
+        kernel.experts_mm(torch.zeros(3, 16), torch.tensor([2, 2]), w13, w2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_experts_mm_matches_torch(kernel, dtype):
+    """The prefill-sized pass (MKL per expert on weights widened one expert at a time, SwiGLU in place): many rows,
+    empty experts, I not a multiple of 8, rows routed to no local expert."""
+    g = torch.Generator().manual_seed(2)
+    E, H, I = 5, 64, 44
+    w13 = (torch.randn(E, 2 * I, H, generator=g) / 8).to(dtype)
+    w2 = (torch.randn(E, H, I, generator=g) / 6).to(dtype)
+    counts = torch.tensor([40, 0, 1, 97, 23])
+    x = torch.randn(int(counts.sum()) + 3, H, generator=g)
+    y = kernel.experts_mm(x, counts, w13, w2)
+    torch.testing.assert_close(y, _experts_ref(x, counts, w13, w2), rtol=1e-5, atol=1e-4)
+    assert torch.equal(y[-3:], torch.zeros(3, H))
+    assert torch.equal(w13, w13.clone()) and w13.dtype == dtype                  # weights untouched
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 8])
+def test_moe_combine_equals_scale_scatter_sum(kernel, top_k):
+    """Bitwise what the torch ops compute (each product rounded, then summed over k in order)."""
+    g = torch.Generator().manual_seed(top_k)
+    T, H = 33, 72
+    y_sorted = torch.randn(T * top_k, H, generator=g)
+    order = torch.randperm(T * top_k, generator=g)
+    w = torch.rand(T, top_k, generator=g)
+    pos = torch.empty_like(order).scatter_(0, order, torch.arange(T * top_k))
+    y = torch.empty(T * top_k, H)
+    y[order] = y_sorted * w.flatten()[order][:, None]
+    want = y.view(T, top_k, H)[:, 0].clone()
+    for k in range(1, top_k):
+        want += y.view(T, top_k, H)[:, k]
+    assert torch.equal(kernel.moe_combine(y_sorted, pos.view(T, top_k), w), want)
+    with pytest.raises(RuntimeError, match="pos out of range"):
+        kernel.moe_combine(y_sorted, torch.full((T, top_k), T * top_k), w)
 
 
 def test_disabled_by_env(monkeypatch):
