@@ -17,21 +17,37 @@ at::Tensor linear(const at::Tensor& x_in, const at::Tensor& w) {
   return y;
 }
 
-// x [N, K] rows sorted by expert, counts [E] int64, w13 [E, 2I, K], w2 [E, K, I] -> [N, K] fp32. Rows past the
-// last group (pairs routed to another expert-parallel rank) get zeros.
+// What both expert passes start from: the checks, x as contiguous fp32, each expert's first row (off [E + 1]) and
+// y [N, K] with the rows past the last group (pairs routed to another expert-parallel rank) zeroed.
+struct ExpertCall {
+  at::Tensor x, y;
+  std::vector<int64_t> off;
+  int64_t E, I, K, N;
+  ExpertCall(const at::Tensor& x_in, const at::Tensor& counts, const at::Tensor& w13, const at::Tensor& w2) {
+    m2::check_weight(w13, 3);
+    m2::check_weight(w2, 3);
+    TORCH_CHECK(w13.scalar_type() == w2.scalar_type(), "w13 and w2 must share a dtype");
+    x = x_in.to(at::kFloat).contiguous();
+    at::Tensor c = counts.to(at::kLong).contiguous();
+    E = w13.size(0), I = w13.size(1) / 2, K = w13.size(2), N = x.size(0);
+    TORCH_CHECK(c.dim() == 1 && c.size(0) == E, "counts must have one entry per expert");
+    TORCH_CHECK(x.dim() == 2 && x.size(1) == K && w2.size(0) == E && w2.size(1) == K && w2.size(2) == I,
+                "x [N, K], w13 [E, 2I, K], w2 [E, K, I]");
+    off.assign(E + 1, 0);
+    for (int64_t e = 0; e < E; ++e) off[e + 1] = off[e] + c.data_ptr<int64_t>()[e];
+    TORCH_CHECK(off[E] <= N, "counts sum to ", off[E], " but x has ", N, " rows");
+    y = at::empty({N, K}, x.options());
+    if (off[E] < N) y.narrow(0, off[E], N - off[E]).zero_();
+  }
+};
+
+// x [N, K] rows sorted by expert, counts [E] int64, w13 [E, 2I, K], w2 [E, K, I] -> [N, K] fp32
 at::Tensor experts(const at::Tensor& x_in, const at::Tensor& counts, const at::Tensor& w13, const at::Tensor& w2) {
-  m2::check_weight(w13, 3);
-  m2::check_weight(w2, 3);
-  TORCH_CHECK(w13.scalar_type() == w2.scalar_type(), "w13 and w2 must share a dtype");
-  at::Tensor x = x_in.to(at::kFloat).contiguous();
-  at::Tensor c = counts.to(at::kLong).contiguous();
-  const int64_t E = w13.size(0), I = w13.size(1) / 2, K = w13.size(2), N = x.size(0);
-  TORCH_CHECK(c.dim() == 1 && c.size(0) == E, "counts must have one entry per expert");
-  std::vector<int64_t> off(E + 1, 0);
-  for (int64_t e = 0; e < E; ++e) off[e + 1] = off[e] + c.data_ptr<int64_t>()[e];
-  TORCH_CHECK(off[E] <= N, "counts sum to ", off[E], " but x has ", N, " rows");
-  at::Tensor y = at::empty({N, K}, x.options());
-  if (off[E] < N) y.narrow(0, off[E], N - off[E]).zero_();
+  ExpertCall call(x_in, counts, w13, w2);
+  const at::Tensor& x = call.x;
+  at::Tensor y = call.y;
+  const std::vector<int64_t>& off = call.off;
+  const int64_t E = call.E, I = call.I, K = call.K;
   at::Tensor gu = at::empty({off[E], 2 * I}, x.options());   // rows of local experts only
   if (w13.scalar_type() == at::kFloat)
     m2::swiglu_experts(x.data_ptr<float>(), off, w13.data_ptr<float>(), w2.data_ptr<float>(), I, K,
@@ -48,19 +64,11 @@ at::Tensor experts(const at::Tensor& x_in, const at::Tensor& counts, const at::T
 // scratch (2 x 2 MB at M2-tiny's sizes, still in cache when the sgemm reads it) rather than a whole layer at once
 // (a 50 MB write and re-read from DRAM per layer), and the SwiGLU is one pass instead of silu, mul and a copy.
 at::Tensor experts_mm(const at::Tensor& x_in, const at::Tensor& counts, const at::Tensor& w13, const at::Tensor& w2) {
-  m2::check_weight(w13, 3);
-  m2::check_weight(w2, 3);
-  TORCH_CHECK(w13.scalar_type() == w2.scalar_type(), "w13 and w2 must share a dtype");
-  at::Tensor x = x_in.to(at::kFloat).contiguous();
-  at::Tensor c = counts.to(at::kLong).contiguous();
-  const int64_t E = w13.size(0), I = w13.size(1) / 2, K = w13.size(2), N = x.size(0);
-  TORCH_CHECK(c.dim() == 1 && c.size(0) == E, "counts must have one entry per expert");
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == K && w2.size(1) == K && w2.size(2) == I, "x [N, K], w13 [E, 2I, K], w2 [E, K, I]");
-  std::vector<int64_t> off(E + 1, 0);
-  for (int64_t e = 0; e < E; ++e) off[e + 1] = off[e] + c.data_ptr<int64_t>()[e];
-  TORCH_CHECK(off[E] <= N, "counts sum to ", off[E], " but x has ", N, " rows");
-  at::Tensor y = at::empty({N, K}, x.options());
-  if (off[E] < N) y.narrow(0, off[E], N - off[E]).zero_();
+  ExpertCall call(x_in, counts, w13, w2);
+  const at::Tensor& x = call.x;
+  at::Tensor y = call.y;
+  const std::vector<int64_t>& off = call.off;
+  const int64_t E = call.E, I = call.I, K = call.K;
   at::Tensor gu = at::empty({std::max<int64_t>(off[E], 1), 2 * I}, x.options());   // [rows, gate | up]
   const bool bf16 = w13.scalar_type() == at::kBFloat16;
   at::Tensor s13, s2;                                                    // fp32 scratch for one expert's weights
@@ -68,22 +76,13 @@ at::Tensor experts_mm(const at::Tensor& x_in, const at::Tensor& counts, const at
     s13 = at::empty({2 * I, K}, x.options());
     s2 = at::empty({K, I}, x.options());
   }
-  auto widen_into = [](const at::BFloat16* src, float* dst, int64_t n) {
-    at::parallel_for(0, n, 1 << 14, [&](int64_t a, int64_t b) {
-      int64_t i = a;
-#ifdef M2_AVX2
-      for (; i + 8 <= b; i += 8) _mm256_storeu_ps(dst + i, m2::load8(src + i));
-#endif
-      for (; i < b; ++i) dst[i] = static_cast<float>(src[i]);
-    });
-  };
   for (int64_t e = 0; e < E; ++e) {
     const int64_t r0 = off[e], n = off[e + 1] - off[e];
     if (n == 0) continue;
     at::Tensor W13 = w13[e], W2 = w2[e];
     if (bf16) {
-      widen_into(w13.data_ptr<at::BFloat16>() + e * 2 * I * K, s13.data_ptr<float>(), 2 * I * K);
-      widen_into(w2.data_ptr<at::BFloat16>() + e * K * I, s2.data_ptr<float>(), K * I);
+      m2::widen_bf16(w13.data_ptr<at::BFloat16>() + e * 2 * I * K, s13.data_ptr<float>(), 2 * I * K);
+      m2::widen_bf16(w2.data_ptr<at::BFloat16>() + e * K * I, s2.data_ptr<float>(), K * I);
       W13 = s13;
       W2 = s2;
     }
@@ -164,15 +163,7 @@ at::Tensor widen(const at::Tensor& w) {
   TORCH_CHECK(w.scalar_type() == at::kBFloat16 && w.is_contiguous() && w.device().is_cpu(),
               "widen takes a contiguous CPU bf16 tensor");
   at::Tensor out = at::empty(w.sizes(), w.options().dtype(at::kFloat));
-  const at::BFloat16* src = w.data_ptr<at::BFloat16>();
-  float* dst = out.data_ptr<float>();
-  at::parallel_for(0, w.numel(), 1 << 16, [&](int64_t a, int64_t b) {
-    int64_t i = a;
-#ifdef M2_AVX2
-    for (; i + 8 <= b; i += 8) _mm256_storeu_ps(dst + i, m2::load8(src + i));
-#endif
-    for (; i < b; ++i) dst[i] = static_cast<float>(src[i]);
-  });
+  m2::widen_bf16(w.data_ptr<at::BFloat16>(), out.data_ptr<float>(), w.numel());
   return out;
 }
 

@@ -39,6 +39,17 @@ inline __m256 load8(const c10::BFloat16* p) {
   __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+// dst[0:n] = src[0:n] widened to fp32 (exact), 8 at a time on both threads.
+inline void widen_bf16(const c10::BFloat16* src, float* dst, int64_t n) {
+  at::parallel_for(0, n, 1 << 14, [&](int64_t a, int64_t b) {
+    int64_t i = a;
+#ifdef M2_AVX2
+    for (; i + 8 <= b; i += 8) _mm256_storeu_ps(dst + i, load8(src + i));
+#endif
+    for (; i < b; ++i) dst[i] = static_cast<float>(src[i]);
+  });
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
