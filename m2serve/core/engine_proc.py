@@ -62,9 +62,6 @@ def run_engine_core(config: EngineConfig, input_addr: str, output_addr: str, num
         ctx.term()
 
 
-_T = []
-
-
 def _loop(engine: EngineCore, inbox, outbox, enc, dec) -> None:
     poller = zmq.Poller()
     poller.register(inbox, zmq.POLLIN)
@@ -81,14 +78,8 @@ def _loop(engine: EngineCore, inbox, outbox, enc, dec) -> None:
                 logger.warning("API server process exited; engine core stopping")
                 return
             continue
-        t0 = time.perf_counter()
         outputs = engine.step()
-        t1 = time.perf_counter()
         outbox.send(enc.encode(EngineCoreOutputs(outputs, engine.stats(), time.time())))
-        _T.append((t0, t1, time.perf_counter(), engine.last_step_num_tokens, len(outputs)))
-        if len(_T) % 200 == 0:
-            import json
-            json.dump(_T, open("/tmp/w/steps.json", "w"))
 
 
 def _handle(engine: EngineCore, msg, outbox, enc) -> str | None:
