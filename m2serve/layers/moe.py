@@ -14,6 +14,10 @@ Measured on 2 CPU cores (ms; T tokens, E experts, top-k K, H, I):
     fp32 T=16 E=64 K=8 H=512 I=256: 3.6 vs 5.8               T=256: 22 vs 20 (noise level)
     bf16 T=16 / T=256 E=64 K=8 H=512 I=256: 5.8 vs 8.7 / 9.9 vs 13.9
 
+On a CPU with m2serve's kernels (layers/cpu_kernels.py) the float experts take the kernels instead: a few rows per
+expert (decode) the few-row SwiGLU pass, more rows (prefill) `experts_mm` (MKL sgemm per expert, bf16 weights
+widened one expert at a time, SwiGLU in place), and the weighted sum back in token order is `moe_combine`.
+
 Quantized experts: the layer's MoE quant method (layers/quant/) creates the stacked parameters and computes
 the expert slices; the default UnquantizedMoEMethod runs the float code below (float_experts).
 
