@@ -69,7 +69,7 @@ at::Tensor experts_mm(const at::Tensor& x_in, const at::Tensor& counts, const at
   at::Tensor y = call.y;
   const std::vector<int64_t>& off = call.off;
   const int64_t E = call.E, I = call.I, K = call.K;
-  at::Tensor gu = at::empty({std::max<int64_t>(off[E], 1), 2 * I}, x.options());   // [rows, gate | up]
+  at::Tensor gu = at::empty({off[E], 2 * I}, x.options());   // [rows, gate | up] of local experts
   const bool bf16 = w13.scalar_type() == at::kBFloat16;
   at::Tensor s13, s2;                                                    // fp32 scratch for one expert's weights
   if (bf16) {
